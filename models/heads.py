@@ -1,0 +1,53 @@
+"""Output heads and the masked pooling they need."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="rnn_toolkit")
+class MaskedPooling(keras.layers.Layer):
+    """Pools a [batch, time, features] sequence over its unmasked steps: mean, max, or both concatenated."""
+
+    def __init__(self, mode: str = "mean_max", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("mean", "max", "mean_max"):
+            raise ValueError(f"unknown pooling mode {mode!r}")
+        self.mode = mode
+        self.supports_masking = True
+
+    def call(self, x, mask=None):
+        if mask is None:
+            mask = ops.ones(ops.shape(x)[:2], dtype="bool")
+        valid = ops.cast(ops.expand_dims(mask, -1), x.dtype)
+        pooled = []
+        if self.mode in ("mean", "mean_max"):
+            count = ops.maximum(ops.sum(valid, axis=1), 1.0)
+            pooled.append(ops.sum(x * valid, axis=1) / count)
+        if self.mode in ("max", "mean_max"):
+            pooled.append(ops.max(ops.where(valid > 0, x, ops.full_like(x, -1e9)), axis=1))
+        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+
+    def compute_mask(self, x, mask=None):
+        return None
+
+    def compute_output_shape(self, input_shape):
+        width = input_shape[-1] * (2 if self.mode == "mean_max" else 1)
+        return (input_shape[0], width)
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def tagger_head(x, n_tags: int, name: str = "tag_probs"):
+    """A softmax over tags at every step: the per-word slot distribution."""
+    return keras.layers.Dense(n_tags, activation="softmax", name=name)(x)
+
+
+def classifier_head(x, n_classes: int, *, pooling: str = "mean_max", dropout: float = 0.0, name: str = "class_probs"):
+    """Pools the sequence over its unmasked steps, then a softmax over classes."""
+    pooled = MaskedPooling(pooling, name=f"{name}_pooling")(x)
+    if dropout:
+        pooled = keras.layers.Dropout(dropout, name=f"{name}_dropout")(pooled)
+    return keras.layers.Dense(n_classes, activation="softmax", name=name)(pooled)

@@ -1,0 +1,44 @@
+"""Task configuration: a frozen dataclass per task, with command-line flags mapped onto its fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser(config_cls, description: str, choices: dict[str, tuple] | None = None) -> argparse.ArgumentParser:
+    """Makes a parser with one ``--flag-name`` per field of ``config_cls`` (defaults from the dataclass).
+
+    Booleans take ``--flag`` / ``--no-flag``; a field whose metadata has ``help`` shows it.
+    """
+    choices = choices or {}
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(config_cls)
+    for field in dataclasses.fields(config_cls):
+        flag = "--" + field.name.replace("_", "-")
+        kind = hints[field.name]
+        help_text = field.metadata.get("help", " ")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
+            continue
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        parser.add_argument(
+            flag, type=base, default=field.default, choices=choices.get(field.name), help=help_text,
+            metavar=field.name.upper(),
+        )
+    return parser
+
+
+def from_args(config_cls, args: argparse.Namespace):
+    """Builds the config from parsed arguments."""
+    return config_cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_cls)})

@@ -1,0 +1,189 @@
+"""Slot filling + intent detection, end to end: ``python -m pipelines.slot_filling [--data-dir DIR] [--quick]``.
+
+"arrive taipei on november 2nd": each word is fed in order; the model outputs a slot distribution per word
+(and an intent for the utterance); the loss is the cross-entropy between each output and its reference label,
+summed over the sentence, trained by backpropagation through time with gradient clipping.
+
+Data: the built-in synthetic flight queries by default, or an ATIS/SNIPS-style folder (``train/``, ``valid/``,
+``test/``, each with ``seq.in``, ``seq.out``, ``label``) given with ``--data-dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
+from pipelines.config import build_parser, from_args
+from pipelines.readers import DataError, SlotExample, read_dataset
+from pipelines.synthetic import synthetic_dataset
+
+TASK = "slot_filling"
+DEMO = "show me flights from boston to denver on monday morning"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotFillingConfig:
+    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "ATIS-style folder; none: built-in data"})
+    out: str = dataclasses.field(default="runs/slot_filling", metadata={"help": "run dir to write"})
+    epochs: int = dataclasses.field(default=40, metadata={"help": "most epochs (early stopping may end sooner)"})
+    cell: str = dataclasses.field(default="lstm", metadata={"help": "recurrent cell"})
+    bidirectional: bool = True
+    layers: int = 2
+    embed_dim: int = 128
+    units: int = 128
+    dropout: float = 0.3
+    word_dropout: float = dataclasses.field(default=0.05, metadata={"help": "rate of words replaced by <unk>"})
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
+    patience: int = dataclasses.field(default=8, metadata={"help": "epochs without a better dev slot F1"})
+    max_len: int = dataclasses.field(default=128, metadata={"help": "longest input in words"})
+    synthetic_size: int = dataclasses.field(default=3000, metadata={"help": "built-in training examples"})
+    seed: int = 0
+    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+
+    def resolved(self) -> "SlotFillingConfig":
+        """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
+        if not self.quick:
+            return self
+        return dataclasses.replace(
+            self, epochs=min(self.epochs, 3), embed_dim=32, units=32, layers=1,
+            synthetic_size=min(self.synthetic_size, 400), patience=3,
+        )
+
+
+def load_data(config: SlotFillingConfig) -> dict[str, list[SlotExample]]:
+    """The splits to use: the folder's, or built-in ones. A missing valid split is cut from train (last 10%)."""
+    if config.data_dir is None:
+        n = config.synthetic_size
+        return synthetic_dataset(n, max(n // 8, 50), max(n // 8, 50), seed=config.seed)
+    splits = read_dataset(config.data_dir)
+    if "valid" not in splits:
+        cut = max(1, len(splits["train"]) // 10)
+        splits["train"], splits["valid"] = splits["train"][:-cut], splits["train"][-cut:]
+    splits.setdefault("test", splits["valid"])
+    return splits
+
+
+def parity_batches(examples: list[SlotExample], preprocessor, n: int = 4, size: int = 16) -> list[dict]:
+    """Real batches of mixed lengths (in data order, so each batch pads short sentences) for export parity."""
+    import numpy as np
+
+    from pipelines.slot_data import inference_dataset
+
+    batches = []
+    for ids in inference_dataset(examples[: n * size], preprocessor, batch_size=size):
+        ids = ids.numpy().astype(np.int32)
+        batches.append({"token_ids": ids, "lengths": (ids != 0).sum(axis=1)})
+    return batches
+
+
+def task_metadata(config, vocab, tags, intents) -> dict:
+    from models.slot_filling import INPUT, INTENT_OUTPUT, SLOT_OUTPUT
+    from serving.tokenizer import SPEC
+    from serving.vocab import PAD_ID, UNK_ID
+
+    return {
+        "task": TASK,
+        "inputs": {INPUT: {"name": INPUT, "dtype": "int32", "shape": ["batch", "time"], "pad_id": PAD_ID}},
+        "outputs": {
+            SLOT_OUTPUT: {"name": SLOT_OUTPUT, "dtype": "float32", "shape": ["batch", "time", len(tags)]},
+            INTENT_OUTPUT: {"name": INTENT_OUTPUT, "dtype": "float32", "shape": ["batch", len(intents)]},
+        },
+        "tokenizer": SPEC,
+        "vocab": vocab,
+        "pad_id": PAD_ID,
+        "unk_id": UNK_ID,
+        "slot_tags": tags,
+        "intents": intents,
+        "max_len": config.max_len,
+        "model": {"cell": config.cell, "bidirectional": config.bidirectional, "layers": config.layers,
+                  "units": config.units, "embed_dim": config.embed_dim},
+    }
+
+
+def run(config: SlotFillingConfig) -> dict:
+    """Trains, evaluates and exports; returns the test metrics. The run dir appears only when all succeeded."""
+    import keras
+
+    from export import export_model
+    from export.rundir import staged
+    from models.losses import SummedSequenceCrossEntropy
+    from models.slot_filling import INTENT_OUTPUT, SLOT_OUTPUT, build_slot_filler
+    from pipelines import slot_data, training
+    from pipelines.evaluation import ValidationMetrics, evaluate
+
+    config = config.resolved()
+    splits = load_data(config)
+    for name, examples in splits.items():
+        slot_data.check_lengths(examples, config.max_len, name)
+    training.set_seed(config.seed)
+    started = time.time()
+    with staged(config.out) as run_dir:
+        vocab, tags, intents = slot_data.build_vocabularies(splits["train"])
+        slot_data.write_vocabularies(run_dir, vocab, tags, intents)
+        (run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(config)}, indent=2))
+        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())}; "
+              f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents")
+
+        preprocessor = slot_data.SlotPreprocessor(run_dir)
+        train_ds = slot_data.training_dataset(
+            splits["train"], preprocessor, batch_size=config.batch_size, max_len=config.max_len,
+            seed=config.seed, word_dropout_rate=config.word_dropout,
+        )
+        model = build_slot_filler(
+            len(vocab), len(tags), len(intents), cell=config.cell, embed_dim=config.embed_dim, units=config.units,
+            layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
+        )
+        model.compile(
+            optimizer=training.optimizer(config.learning_rate, config.clipnorm),
+            loss={SLOT_OUTPUT: SummedSequenceCrossEntropy(), INTENT_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
+            metrics={INTENT_OUTPUT: ["accuracy"]},
+        )
+        validation = ValidationMetrics(splits["valid"], preprocessor, tags, intents)
+        model.fit(
+            train_ds, epochs=config.epochs, verbose=2 if config.quick else "auto",
+            callbacks=training.callbacks(run_dir, "val_slot_f1", config.patience, first=[validation]),
+        )
+        model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
+        train_seconds = time.time() - started
+
+        metrics = {f"dev_{k}": v for k, v in evaluate(model, splits["valid"], preprocessor, tags, intents).items()}
+        metrics.update(evaluate(model, splits["test"], preprocessor, tags, intents))
+        metrics["train_seconds"] = round(train_seconds, 1)
+        metrics["unseen_test_intents"] = sum(ex.intent not in set(intents) for ex in splits["test"])
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        model.save(run_dir / "model.keras")
+
+        meta = export_model(
+            model, run_dir, task_metadata(config, vocab, tags, intents), parity_batches(splits["valid"], preprocessor)
+        )
+        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(SlotFillingConfig, __doc__.split("\n\n")[0], choices={"cell": ("rnn", "lstm", "gru")})
+    config = from_args(SlotFillingConfig, parser.parse_args(argv))
+    try:
+        metrics = run(config)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=2))
+
+    import serving
+
+    predictor = serving.load(config.out)
+    result = predictor.predict(DEMO)
+    print(f"\nonnxruntime, {config.out}/model.onnx:\n  {DEMO!r}\n  intent: {result.intent} "
+          f"({result.intent_confidence:.3f})\n  slots: {result.slots}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

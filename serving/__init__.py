@@ -1,0 +1,53 @@
+"""Serving: exported models over onnxruntime, with numpy and onnxruntime only (never TensorFlow).
+
+    import serving
+    predictor = serving.load("runs/slot_filling")       # a run dir, or a single model.onnx
+    predictor.predict("show me flights from boston to denver")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from serving import metadata as _metadata
+from serving.errors import InputError, ModelError, ServingError
+from serving.session import OnnxModel
+from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
+
+PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor}
+
+__all__ = ["load", "InputError", "ModelError", "ServingError", "SlotFillingPredictor", "SlotFillingResult"]
+
+
+def load(path: str | Path, threads: int | None = None):
+    """Loads the predictor for an exported model.
+
+    Args:
+      path: a run dir (``model.onnx`` + ``metadata.json``) or a single ``.onnx`` file, whose embedded metadata
+        is then all that is needed.
+      threads: onnxruntime intra-op threads (None: one per core).
+
+    Returns:
+      The task's predictor, e.g. :class:`SlotFillingPredictor`.
+
+    Raises:
+      ModelError: the path is missing, not an ONNX model, lacks metadata, or its metadata.json does not match.
+    """
+    path = Path(path)
+    if path.is_dir():
+        onnx_path = path / "model.onnx"
+        if not onnx_path.is_file():
+            raise ModelError(f"{path} has no model.onnx; export the run with `python -m export {path}`")
+        run_meta = _metadata.read_file(path / "metadata.json")
+    elif path.is_file():
+        onnx_path, run_meta = path, None
+    else:
+        raise ModelError(f"no such run dir or model file: {path}")
+    model = OnnxModel(onnx_path, threads=threads)
+    meta = _metadata.from_onnx_props(model.metadata_props, str(onnx_path))
+    if run_meta is not None:
+        _metadata.check_run_files(run_meta, meta, path)
+    predictor = PREDICTORS.get(meta["task"])
+    if predictor is None:
+        raise ModelError(f"{onnx_path}: task {meta['task']!r} has no predictor here (known: {sorted(PREDICTORS)})")
+    return predictor(model, meta)

@@ -1,0 +1,100 @@
+"""Pure-Python replica of the tensorflow-text tokenizer used in training (``pipelines/text.py``).
+
+Spec ``casefold_punct_v1``:
+  1. NFKC case folding (ICU's NFKC_Casefold, as ``tensorflow_text.case_fold_utf8`` does),
+  2. the punctuation marks ``? ! , ; " ( ) [ ] { }`` become words of their own, and so does a ``.`` that ends the
+     text (``st.`` inside a sentence stays one word, as in ATIS),
+  3. split on Unicode white space.
+A test proves both implementations give the same words on tricky text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from serving.errors import InputError, ModelError
+
+NAME = "casefold_punct_v1"
+SPEC = {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold"}
+
+# Split-off punctuation, and a final period; the same patterns run in RE2 (tf.strings.regex_replace).
+PUNCT_PATTERN = r'([?!,;"()\[\]{}])'
+FINAL_PERIOD_PATTERN = r"\.([ \t\n\r\f]*)$"  # RE2 form; Python uses \Z for the end
+
+# Unicode's White_Space property (the set ICU, and so tensorflow-text's WhitespaceTokenizer, splits on).
+_WHITE_SPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+# Default_Ignorable_Code_Point ranges: NFKC_Casefold removes these characters.
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
+)
+_PUNCT = re.compile(PUNCT_PATTERN)
+_FINAL_PERIOD = re.compile(FINAL_PERIOD_PATTERN[:-1] + r"\Z")
+
+
+def _ignorable(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _IGNORABLE)
+
+
+def case_fold(text: str) -> str:
+    """NFKC_Casefold: NFKC, full case folding, NFKC again, default-ignorable characters removed."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    if any(ord(ch) > 0x7F for ch in folded):
+        folded = "".join(ch for ch in folded if not _ignorable(ch))
+    return folded
+
+
+def split_words(text: str) -> list[str]:
+    """Splits on Unicode white space, dropping empty pieces."""
+    words, current = [], []
+    for ch in text:
+        if ch in _WHITE_SPACE:
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(ch)
+    if current:
+        words.append("".join(current))
+    return words
+
+
+class Tokenizer:
+    """Turns raw text into the words the model was trained on.
+
+    Args:
+      spec: the tokenizer spec stored in the model's metadata.
+
+    Raises:
+      ModelError: the spec names a tokenizer this version of serving does not know.
+    """
+
+    def __init__(self, spec: dict | None = None):
+        spec = dict(SPEC if spec is None else spec)
+        if spec.get("name") != NAME:
+            raise ModelError(f"the model needs tokenizer {spec.get('name')!r}; this serving knows only {NAME!r}")
+        self.spec = spec
+
+    def normalize(self, word: str) -> str:
+        """Normalizes one already-split word (what training does to the words of seq.in)."""
+        return case_fold(word)
+
+    def __call__(self, text: str) -> list[str]:
+        """Returns the words of ``text``.
+
+        Raises:
+          InputError: ``text`` is not a string.
+        """
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string, got {type(text).__name__}")
+        text = case_fold(text)
+        text = _PUNCT.sub(r" \1 ", text)
+        text = _FINAL_PERIOD.sub(r" .\1", text)
+        return split_words(text)

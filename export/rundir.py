@@ -23,6 +23,7 @@ def staged(run_dir: str | Path, copy_existing: bool = False):
     run_dir = Path(run_dir).absolute()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run dir is as readable as any folder
     try:
         if copy_existing:
             shutil.copytree(run_dir, tmp, dirs_exist_ok=True)
@@ -31,6 +32,12 @@ def staged(run_dir: str | Path, copy_existing: bool = False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     replace_dir(tmp, run_dir)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def replace_dir(new: Path, target: Path) -> None:

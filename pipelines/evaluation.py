@@ -34,9 +34,9 @@ def slot_metrics(gold: list[SlotExample], pred_tags: list[list[str]], pred_inten
     intent_hits = [ex.intent == p for ex, p in zip(gold, pred_intents)]
     exact = [ex.intent == pi and list(ex.tags) == pt for ex, pi, pt in zip(gold, pred_intents, pred_tags)]
     return {
-        "slot_f1": float(f1_score(gold_tags, pred_tags)),
-        "slot_precision": float(precision_score(gold_tags, pred_tags)),
-        "slot_recall": float(recall_score(gold_tags, pred_tags)),
+        "slot_f1": float(f1_score(gold_tags, pred_tags, zero_division=0)),
+        "slot_precision": float(precision_score(gold_tags, pred_tags, zero_division=0)),
+        "slot_recall": float(recall_score(gold_tags, pred_tags, zero_division=0)),
         "intent_accuracy": float(np.mean(intent_hits)),
         "sentence_accuracy": float(np.mean(exact)),
         "examples": len(gold),

@@ -51,8 +51,8 @@ class SlotFillingConfig:
         if not self.quick:
             return self
         return dataclasses.replace(
-            self, epochs=min(self.epochs, 3), embed_dim=32, units=32, layers=1,
-            synthetic_size=min(self.synthetic_size, 400), patience=3,
+            self, epochs=min(self.epochs, 6), embed_dim=32, units=32, layers=1, learning_rate=5e-3,
+            synthetic_size=min(self.synthetic_size, 800), patience=3,
         )
 
 
@@ -123,7 +123,8 @@ def run(config: SlotFillingConfig) -> dict:
         slot_data.check_lengths(examples, config.max_len, name)
     training.set_seed(config.seed)
     started = time.time()
-    with staged(config.out) as run_dir:
+    training.quiet_warnings()
+    with staged(config.out) as run_dir, training.training_log(run_dir / "train.log"):
         vocab, tags, intents = slot_data.build_vocabularies(splits["train"])
         slot_data.write_vocabularies(run_dir, vocab, tags, intents)
         (run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(config)}, indent=2))
@@ -146,7 +147,7 @@ def run(config: SlotFillingConfig) -> dict:
         )
         validation = ValidationMetrics(splits["valid"], preprocessor, tags, intents)
         model.fit(
-            train_ds, epochs=config.epochs, verbose=2 if config.quick else "auto",
+            train_ds, epochs=config.epochs, verbose=1 if sys.stdout.isatty() and not config.quick else 2, shuffle=False,
             callbacks=training.callbacks(run_dir, "val_slot_f1", config.patience, first=[validation]),
         )
         model.load_weights(run_dir / "checkpoints" / "best.weights.h5")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+import warnings
 from pathlib import Path
 
 import keras
@@ -12,6 +15,41 @@ def set_seed(seed: int) -> None:
     """Seeds Python, numpy and TensorFlow, and asks TensorFlow for deterministic ops, so a run repeats."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+def quiet_warnings() -> None:
+    """Silences Keras' warning that a length-bucketed dataset (of unknown size) ran out of data: that is how
+    every epoch of such a dataset ends."""
+    warnings.filterwarnings("ignore", message="Your input ran out of data")
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self):
+        return self.streams[0].isatty()
+
+
+@contextlib.contextmanager
+def training_log(path: Path):
+    """Copies everything printed to stdout (progress, metrics) into ``path`` as well."""
+    with open(path, "a", encoding="utf-8") as log:
+        stdout = sys.stdout
+        sys.stdout = _Tee(stdout, log)
+        try:
+            yield
+        finally:
+            sys.stdout = stdout
 
 
 def optimizer(learning_rate: float, clipnorm: float | None) -> keras.optimizers.Optimizer:

@@ -1,0 +1,96 @@
+"""Export: ONNX and SavedModel agree with Keras on batches of mixed lengths; metadata travels in the model."""
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+import export
+from export import parity
+from serving import metadata
+from serving.session import OnnxModel
+
+
+def mixed_batch(vocab_size, seed=3):
+    rng = np.random.default_rng(seed)
+    lengths = np.array([1, 5, 17, 9, 2, 30])
+    ids = np.zeros((len(lengths), lengths.max()), np.int32)
+    for row, n in enumerate(lengths):
+        ids[row, :n] = rng.integers(1, vocab_size, n)
+    return ids, lengths
+
+
+def test_run_dir_holds_the_contracted_files(slot_run):
+    run_dir, metrics = slot_run
+    for name in ("saved_model/saved_model.pb", "model.onnx", "model.keras", "metadata.json", "metrics.json",
+                 "vocab.txt", "slot_tags.txt", "intents.txt", "history.csv", "train.log", "config.json"):
+        assert (run_dir / name).exists(), name
+    assert not list(run_dir.parent.glob(".slot_filling.partial-*"))
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert all(isinstance(v, (int, float)) for v in saved.values())
+    assert saved["slot_f1"] == metrics["slot_f1"] > 0.8
+
+
+def test_onnx_matches_keras_on_a_new_mixed_length_batch(slot_run, slot_model):
+    run_dir, _ = slot_run
+    ids, lengths = mixed_batch(len((run_dir / "vocab.txt").read_text().split()))
+    ort_out = OnnxModel(run_dir / "model.onnx").run({"token_ids": ids})
+    keras_out = {k: np.asarray(v) for k, v in slot_model(ids, training=False).items()}
+    diffs = parity.compare(keras_out, ort_out, lengths, per_step={"slot_probs"})
+    assert diffs["slot_probs"] <= 1e-5 and diffs["intent_probs"] <= 1e-5
+
+
+def test_saved_model_has_a_named_serving_signature(slot_run, slot_model):
+    import tensorflow as tf
+
+    run_dir, _ = slot_run
+    signature = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
+    assert set(signature.structured_outputs) == {"slot_probs", "intent_probs"}
+    ids, lengths = mixed_batch(20)
+    out = {k: v.numpy() for k, v in signature(token_ids=tf.constant(ids)).items()}
+    keras_out = {k: np.asarray(v) for k, v in slot_model(ids, training=False).items()}
+    assert max(parity.compare(keras_out, out, lengths, {"slot_probs"}).values()) <= 1e-5
+
+
+def test_onnx_file_is_self_describing(slot_run):
+    run_dir, _ = slot_run
+    proto = onnx.load(str(run_dir / "model.onnx"))
+    assert [i.name for i in proto.graph.input] == ["token_ids"]
+    assert sorted(o.name for o in proto.graph.output) == ["intent_probs", "slot_probs"]
+    embedded = json.loads({p.key: p.value for p in proto.metadata_props}["metadata.json"])
+    on_disk = json.loads((run_dir / "metadata.json").read_text())
+    assert embedded == {k: v for k, v in on_disk.items() if k != "files"}
+    assert on_disk["files"]["model.onnx"]["sha256"] == metadata.sha256(run_dir / "model.onnx")
+    assert embedded["vocab"] == (run_dir / "vocab.txt").read_text().split("\n")[:-1]
+    assert embedded["slot_tags"][0] == "O" and embedded["tokenizer"]["name"] == "casefold_punct_v1"
+    assert max(embedded["parity"]["onnx_max_abs_diff"].values()) <= 1e-5
+    assert embedded["parity"]["batches"] >= 2
+
+
+def test_reexport_rewrites_and_verifies(slot_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(slot_run[0], run_dir)
+    meta = export.reexport(run_dir, opset=15)
+    assert meta["versions"]["opset"] == 15
+    assert onnx.load(str(run_dir / "model.onnx")).opset_import[0].version == 15
+    assert json.loads((run_dir / "metadata.json").read_text())["versions"]["opset"] == 15
+    assert not list(tmp_path.glob(".copy.*"))
+
+
+def test_failed_parity_leaves_the_run_dir_untouched(slot_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(slot_run[0], run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    monkeypatch.setattr(parity, "compare", lambda *a, **k: {"slot_probs": 1e-3})
+    with pytest.raises(export.ParityError, match=r"output 'slot_probs' differs from Keras by 0.001 \(limit 1e-05\)"):
+        export.reexport(run_dir)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    assert not list(tmp_path.glob(".copy.*"))
+
+
+def test_export_cli_reports_a_non_run_dir(tmp_path):
+    from export.__main__ import main
+
+    assert main([str(tmp_path)]) == 2

@@ -39,6 +39,7 @@ class SlotFillingConfig:
     word_dropout: float = dataclasses.field(default=0.05, metadata={"help": "rate of words replaced by <unk>"})
     batch_size: int = 32
     learning_rate: float = 2e-3
+    intent_weight: float = dataclasses.field(default=1.0, metadata={"help": "weight of the intent loss"})
     clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
     patience: int = dataclasses.field(default=8, metadata={"help": "epochs without a better dev slot F1"})
     max_len: int = dataclasses.field(default=128, metadata={"help": "longest input in words"})
@@ -143,6 +144,7 @@ def run(config: SlotFillingConfig) -> dict:
         model.compile(
             optimizer=training.optimizer(config.learning_rate, config.clipnorm),
             loss={SLOT_OUTPUT: SummedSequenceCrossEntropy(), INTENT_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
+            loss_weights={SLOT_OUTPUT: 1.0, INTENT_OUTPUT: config.intent_weight},
             metrics={INTENT_OUTPUT: ["accuracy"]},
         )
         validation = ValidationMetrics(splits["valid"], preprocessor, tags, intents)

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     texts = args.texts
     if not texts or texts == ["-"]:
         texts = [line.rstrip("\n") for line in sys.stdin]
+    if not texts:
+        print("error: no input texts (give them as arguments, or one per line on stdin)", file=sys.stderr)
+        return 2
     try:
         predictor = serving.load(args.model)
         results = predictor.predict_batch(texts)

@@ -45,9 +45,15 @@ def tagger_head(x, n_tags: int, name: str = "tag_probs"):
     return keras.layers.Dense(n_tags, activation="softmax", name=name)(x)
 
 
-def classifier_head(x, n_classes: int, *, pooling: str = "mean_max", dropout: float = 0.0, name: str = "class_probs"):
-    """Pools the sequence over its unmasked steps, then a softmax over classes."""
-    pooled = MaskedPooling(pooling, name=f"{name}_pooling")(x)
+def classifier_head(xs, n_classes: int, *, pooling: str = "mean_max", dropout: float = 0.0, name: str = "class_probs"):
+    """Pools each sequence in ``xs`` over its unmasked steps, concatenates, then a softmax over classes.
+
+    Pooling the word embeddings beside the recurrent outputs gives rare key words (``meal``, ``capacity``) a
+    direct path to the classifier.
+    """
+    xs = xs if isinstance(xs, (list, tuple)) else [xs]
+    pooled = [MaskedPooling(pooling, name=f"{name}_pooling_{i}")(x) for i, x in enumerate(xs)]
+    pooled = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name=f"{name}_features")(pooled)
     if dropout:
         pooled = keras.layers.Dropout(dropout, name=f"{name}_dropout")(pooled)
     return keras.layers.Dense(n_classes, activation="softmax", name=name)(pooled)

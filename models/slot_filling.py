@@ -39,10 +39,10 @@ def build_slot_filler(
       "intent_probs": [batch, n_intents]}``.
     """
     token_ids = keras.Input(shape=(None,), dtype="int32", name=INPUT)
-    x = keras.layers.Embedding(vocab_size, embed_dim, mask_zero=True, name="embedding")(token_ids)
+    embedded = keras.layers.Embedding(vocab_size, embed_dim, mask_zero=True, name="embedding")(token_ids)
     if dropout:
-        x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
-    x = recurrent_stack(x, cell, units, layers, bidirectional=bidirectional, dropout=dropout)
+        embedded = keras.layers.Dropout(dropout, name="embedding_dropout")(embedded)
+    x = recurrent_stack(embedded, cell, units, layers, bidirectional=bidirectional, dropout=dropout)
     slots = tagger_head(x, n_slots, name=SLOT_OUTPUT)
-    intent = classifier_head(x, n_intents, dropout=dropout, name=INTENT_OUTPUT)
+    intent = classifier_head([x, embedded], n_intents, dropout=dropout, name=INTENT_OUTPUT)
     return keras.Model(token_ids, {SLOT_OUTPUT: slots, INTENT_OUTPUT: intent}, name="slot_filler")

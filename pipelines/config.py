@@ -16,25 +16,27 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def build_parser(config_cls, description: str, choices: dict[str, tuple] | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    config_cls, description: str, choices: dict[str, tuple] | None = None, prog: str | None = None
+) -> argparse.ArgumentParser:
     """Makes a parser with one ``--flag-name`` per field of ``config_cls`` (defaults from the dataclass).
 
     Booleans take ``--flag`` / ``--no-flag``; a field whose metadata has ``help`` shows it.
     """
     choices = choices or {}
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     hints = typing.get_type_hints(config_cls)
     for field in dataclasses.fields(config_cls):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
-        help_text = field.metadata.get("help", " ")
+        help_text = f"{field.metadata.get('help', '')} (default: {field.default})".strip()
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
             continue
         base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
         parser.add_argument(
             flag, type=base, default=field.default, choices=choices.get(field.name), help=help_text,
-            metavar=field.name.upper(),
+            metavar=None if field.name in choices else {int: "N", float: "X"}.get(base, field.name.upper()),
         )
     return parser
 

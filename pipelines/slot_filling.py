@@ -170,7 +170,10 @@ def run(config: SlotFillingConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(SlotFillingConfig, __doc__.split("\n\n")[0], choices={"cell": ("rnn", "lstm", "gru")})
+    parser = build_parser(
+        SlotFillingConfig, __doc__.split("\n\n")[1], choices={"cell": ("rnn", "lstm", "gru")},
+        prog="python -m pipelines.slot_filling",
+    )
     config = from_args(SlotFillingConfig, parser.parse_args(argv))
     try:
         metrics = run(config)

@@ -20,7 +20,7 @@ from serving import metadata as meta_format
 from serving.session import OnnxModel
 
 MODEL_FILE, ONNX_FILE, METADATA_FILE, SAVED_MODEL_DIR = "model.keras", "model.onnx", "metadata.json", "saved_model"
-GENERATED = ("format", "format_version", "exported_at", "versions", "parity", "opset")
+GENERATED = ("format", "format_version", "exported_at", "versions", "parity", "onnx_converter")
 
 __all__ = ["ExportError", "ParityError", "export_model", "reexport"]
 
@@ -84,7 +84,7 @@ def export_model(
     write_saved_model(model, run_dir / SAVED_MODEL_DIR)
     saved_diff = parity.verify("SavedModel", reference, _saved_model_runner(run_dir / SAVED_MODEL_DIR), batches, per_step)
 
-    proto = to_onnx(model, opset)
+    proto, route = to_onnx(model, opset)
     onnx_path = run_dir / ONNX_FILE
     onnx.save(proto, str(onnx_path))
     onnx_model = OnnxModel(onnx_path)
@@ -96,6 +96,7 @@ def export_model(
         "format_version": meta_format.FORMAT_VERSION,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(opset),
+        "onnx_converter": route,
         "parity": {"tolerance": parity.TOLERANCE, "batches": len(batches),
                    "onnx_max_abs_diff": onnx_diff, "saved_model_max_abs_diff": saved_diff},
     }

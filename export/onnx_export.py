@@ -1,8 +1,11 @@
-"""Keras → ONNX through tf2onnx, with the graph's inputs and outputs named as the Keras model names them."""
+"""Keras → ONNX: the native layer-level converter (``export/keras_onnx.py``: ONNX RNN / LSTM / GRU ops), or
+tf2onnx for models it cannot convert (with a warning naming the layer). Inputs and outputs are named as the Keras
+model names them."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import keras
 import onnx
@@ -34,8 +37,36 @@ def serving_function(model: keras.Model) -> tf.types.experimental.GenericFunctio
     return serve
 
 
-def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """Converts ``model`` to an ONNX ModelProto (opset ``opset``)."""
+ROUTES = ("auto", "native", "tf2onnx")
+
+
+def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET, route: str = "auto") -> tuple[onnx.ModelProto, str]:
+    """Converts ``model`` to an ONNX ModelProto (opset ``opset``).
+
+    Args:
+      route: ``native`` (layer-level converter; raises UnsupportedLayer), ``tf2onnx``, or ``auto``: native, and
+        tf2onnx with a warning naming the layer when the native converter cannot handle the model.
+
+    Returns:
+      The ModelProto and the route taken (``native`` or ``tf2onnx``).
+    """
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
+    if route != "tf2onnx":
+        from export import keras_onnx
+
+        try:
+            return keras_onnx.convert(model, opset=opset), "native"
+        except keras_onnx.UnsupportedLayer as err:
+            if route == "native":
+                raise
+            warnings.warn(f"{err}; converting with tf2onnx instead (recurrent layers become slower Loop graphs)",
+                          stacklevel=2)
+    return tf2onnx_convert(model, opset), "tf2onnx"
+
+
+def tf2onnx_convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """Converts ``model`` with tf2onnx from its traced tf.function."""
     quiet_converter_logs()
     fn = serving_function(model)
     with captured_stderr():

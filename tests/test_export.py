@@ -94,3 +94,31 @@ def test_export_cli_reports_a_non_run_dir(tmp_path):
     from export.__main__ import main
 
     assert main([str(tmp_path)]) == 2
+
+
+def test_slot_filling_exports_native_recurrent_ops(slot_run):
+    run_dir, _ = slot_run
+    proto = onnx.load(str(run_dir / "model.onnx"))
+    ops = {node.op_type for node in proto.graph.node}
+    assert "LSTM" in ops and not ops & {"Loop", "Scan"}
+    assert json.loads((run_dir / "metadata.json").read_text())["onnx_converter"] == "native"
+
+
+def test_unsupported_layer_falls_back_to_tf2onnx_with_a_warning():
+    import keras
+
+    from export.onnx_export import to_onnx
+
+    inputs = keras.Input((None, 4), name="features")
+    x = keras.layers.Conv1D(3, 2, padding="same", name="odd_conv")(inputs)
+    x = keras.layers.GRU(5, name="gru")(x)
+    model = keras.Model(inputs, {"scores": keras.layers.Dense(2, name="scores")(x)})
+    with pytest.warns(UserWarning, match="'odd_conv' \\(Conv1D\\) cannot be converted to native ONNX"):
+        proto, route = to_onnx(model)
+    assert route == "tf2onnx"
+    features = np.random.default_rng(0).normal(size=(2, 6, 4)).astype(np.float32)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    (scores,) = session.run(["scores"], {"features": features})
+    np.testing.assert_allclose(scores, np.asarray(model(features)["scores"]), atol=1e-5)

@@ -124,7 +124,7 @@ def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET) -> dict:
     except meta_format.ModelError as err:
         raise ExportError(str(err)) from None
     task_meta = {k: v for k, v in run_meta.items() if k not in GENERATED and k != "files"}
-    import models  # noqa: F401  registers the custom layers and losses for loading
+    import models  # noqa: F401  (registers the custom layers and losses for loading)
 
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
     batches = parity.load_batches(run_dir / PARITY_FILE)

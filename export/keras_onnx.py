@@ -457,6 +457,33 @@ def _needed_nodes(model) -> set[int]:
     return needed
 
 
+def _embedding_ids(tensor):
+    """The ids tensor of the Embedding that ``tensor`` descends from (through first data inputs), or None."""
+    for _ in range(1000):
+        operation, node_index, _ = tensor._keras_history
+        node = operation._inbound_nodes[node_index]
+        if isinstance(operation, keras.layers.Embedding):
+            return node.arguments.args[0]
+        inputs = _data_inputs(node)
+        if not inputs:
+            return None
+        tensor = inputs[0]
+    return None
+
+
+def _is_padding_mask_of(mask, tensor) -> bool:
+    """True when ``mask`` is ``ids != 0`` for the ids of the Embedding ``tensor`` descends from: how a model loaded
+    from a .keras file records the mask that Keras propagated from that Embedding."""
+    if not isinstance(mask, keras.KerasTensor) or not isinstance(tensor, keras.KerasTensor):
+        return False
+    operation, node_index, _ = mask._keras_history
+    if type(operation).__name__ != "NotEqual":
+        return False
+    args = operation._inbound_nodes[node_index].arguments.args
+    ids = _embedding_ids(tensor)
+    return len(args) == 2 and ids is not None and args[0] is ids and isinstance(args[1], int) and args[1] == 0
+
+
 def _bind(layer, node, values: dict) -> _Call:
     """Binds a node's recorded arguments to ``layer.call``.
 
@@ -474,7 +501,8 @@ def _bind(layer, node, values: dict) -> _Call:
     mask = None
     if keras_mask is not None:
         lens = values[id(first)].lens if isinstance(first, keras.KerasTensor) else None
-        if lens is None or keras_mask is not getattr(first, "_keras_mask", None):
+        own_mask = keras_mask is getattr(first, "_keras_mask", None) or _is_padding_mask_of(keras_mask, first)
+        if lens is None or not own_mask:
             raise UnsupportedLayer(layer, "a mask argument other than the right-padded mask of its input")
         mask = lens
     elif "mask" in params and isinstance(first, keras.KerasTensor):

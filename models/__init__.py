@@ -1,1 +1,6 @@
-"""Keras 3 model builders (keras.layers / keras.ops only: no tf.*, no data code)."""
+"""Keras 3 model builders (keras.layers / keras.ops only: no tf.*, no data code).
+
+Importing the package registers the custom layers and losses, so ``keras.saving.load_model`` finds them.
+"""
+
+from models import heads, losses  # noqa: F401

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from pathlib import Path
 
 import keras
@@ -108,8 +109,22 @@ def export_model(
     return meta
 
 
-def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET) -> dict:
+def _add_int8(run_dir: Path, meta: dict) -> dict:
+    from export.quantize import INT8_FILE, quantize_int8
+
+    report = quantize_int8(run_dir / ONNX_FILE, run_dir / INT8_FILE, parity.load_batches(run_dir / PARITY_FILE),
+                           _per_step_outputs(meta))
+    run_meta = json.loads((run_dir / METADATA_FILE).read_text(encoding="utf-8"))
+    run_meta["files"][INT8_FILE] = {"sha256": meta_format.sha256(run_dir / INT8_FILE), "vs_float": report}
+    (run_dir / METADATA_FILE).write_text(json.dumps(run_meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
+
+
+def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET, quantize: str | None = None) -> dict:
     """Re-exports an existing run dir from its ``model.keras``, atomically (the run dir changes only on success).
+
+    With ``quantize="int8"`` it also writes ``model.int8.onnx`` (dynamic int8 quantization) and records in
+    metadata.json how far its outputs move from the float model's on the parity batches.
 
     Raises:
       ExportError: the run dir lacks ``model.keras``, ``metadata.json`` or ``parity_inputs.npz``.
@@ -128,9 +143,13 @@ def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET) -> dict:
 
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
     batches = parity.load_batches(run_dir / PARITY_FILE)
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unknown quantization {quantize!r}; the one supported is int8")
     with staged(run_dir, copy_existing=True) as tmp:
         (tmp / ONNX_FILE).unlink(missing_ok=True)
-        import shutil
-
+        (tmp / "model.int8.onnx").unlink(missing_ok=True)  # it would no longer match the new model.onnx
         shutil.rmtree(tmp / SAVED_MODEL_DIR, ignore_errors=True)
-        return export_model(model, tmp, task_meta, batches, opset)
+        meta = export_model(model, tmp, task_meta, batches, opset)
+        if quantize == "int8":
+            meta = {**meta, "int8": _add_int8(tmp, meta)}
+    return meta

@@ -130,3 +130,23 @@ def test_unsupported_layer_falls_back_to_tf2onnx_with_a_warning():
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     (scores,) = session.run(["scores"], {"features": features})
     np.testing.assert_allclose(scores, np.asarray(model(features)["scores"]), atol=1e-5)
+
+
+def test_int8_quantization_writes_a_servable_model_and_reports_its_change(slot_run, tmp_path):
+    import serving
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(slot_run[0], run_dir)
+    meta = export.reexport(run_dir, quantize="int8")
+    assert meta["int8"]["argmax_agreement"] >= 0.9
+    files = json.loads((run_dir / "metadata.json").read_text())["files"]
+    assert files["model.int8.onnx"]["sha256"] == metadata.sha256(run_dir / "model.int8.onnx")
+    assert files["model.int8.onnx"]["vs_float"] == meta["int8"]
+    ops = {node.op_type for node in onnx.load(str(run_dir / "model.int8.onnx")).graph.node}
+    assert "DynamicQuantizeLSTM" in ops
+    text = "flights from boston to denver"
+    assert serving.load(run_dir / "model.int8.onnx").predict(text).words == serving.load(run_dir).predict(text).words
+    export.reexport(run_dir)  # a plain re-export drops the int8 file, which would no longer match
+    assert not (run_dir / "model.int8.onnx").exists()
+    with pytest.raises(export.ExportError, match="unknown quantization 'int4'"):
+        export.reexport(run_dir, quantize="int4")

@@ -55,7 +55,8 @@ def _run_onnx(session, feeds: dict) -> dict:
 
 
 def _run_keras(model, feeds: dict) -> dict:
-    out = model(feeds if len(feeds) > 1 else next(iter(feeds.values())), training=False)
+    inputs = [feeds[t.name] for t in model.inputs]
+    out = model(inputs if isinstance(model._inputs_struct, (list, tuple)) else inputs[0], training=False)
     if isinstance(out, dict):
         return {k: np.asarray(v) for k, v in out.items()}
     out = out if isinstance(out, (list, tuple)) else [out]
@@ -142,7 +143,9 @@ def test_recurrent_parity(cell, merge, masked, layers):
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("cell", list(CELLS))
 def test_return_state_and_initial_state(cell, bidirectional, masked):
-    """States come back as [h(, c)] per direction, forward first; unmasked models also start from given states."""
+    """States come back as [h(, c)] per direction, forward first; unmasked models also start from given states.
+
+    Masked models pass ``initial_state=None``: the node then records no mask, yet Keras masks at run time."""
     keras.utils.set_random_seed(3)
     inp, x = _sequence_input(masked)
     n_states = N_STATES[cell] * (2 if bidirectional else 1)
@@ -249,6 +252,18 @@ def test_slot_filler(cell, bidirectional, layers):
     assert {o.name: o.type.tensor_type.elem_type for o in proto.graph.output} == {
         "slot_probs": onnx.TensorProto.FLOAT, "intent_probs": onnx.TensorProto.FLOAT}
     batches = [({"token_ids": f["ids"]}, lens) for f, lens in _id_batches(np.random.default_rng(20))]
+    assert _max_diff(model, proto, batches, per_step={"slot_probs"}) <= TOL
+
+
+def test_model_loaded_from_keras_file(tmp_path):
+    """A reloaded model records its masks as NotEqual(ids, 0) ops rather than the tensors' own masks."""
+    keras.utils.set_random_seed(27)
+    built = _randomize(build_slot_filler(VOCAB, 5, 4, cell="gru", embed_dim=EMBED, units=UNITS, layers=2), seed=28)
+    built.save(tmp_path / "model.keras")
+    model = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    proto = convert(model)
+    assert "GRU" in _op_types(proto) and not _op_types(proto) & {"Loop", "Scan"}
+    batches = [({"token_ids": f["ids"]}, lens) for f, lens in _id_batches(np.random.default_rng(29))]
     assert _max_diff(model, proto, batches, per_step={"slot_probs"}) <= TOL
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from seqeval.metrics import f1_score  # noqa: E402
 
 import serving  # noqa: E402
-from pipelines.readers import find_split, read_split  # noqa: E402
+from pipelines.readers import DataError, find_split, read_split  # noqa: E402
 
 
 def main() -> int:
@@ -32,11 +32,15 @@ def main() -> int:
     if folder is None:
         print(f"error: {args.data_dir} has no {args.split} split", file=sys.stderr)
         return 2
-    examples = read_split(folder)
-    predictor = serving.load(args.model)
-    started = time.perf_counter()
-    results = predictor.predict_batch([ex.text for ex in examples])
-    seconds = time.perf_counter() - started
+    try:
+        examples = read_split(folder)
+        predictor = serving.load(args.model)
+        started = time.perf_counter()
+        results = predictor.predict_batch([ex.text for ex in examples])
+        seconds = time.perf_counter() - started
+    except (DataError, serving.ServingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     f1 = f1_score([list(ex.tags) for ex in examples], [r.tags for r in results])
     intent = sum(ex.intent == r.intent for ex, r in zip(examples, results)) / len(examples)
     print(f"{args.model}: {args.split} slot F1 {f1:.4f}, intent accuracy {intent:.4f}, "

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     from models.slot_filling import build_slot_filler
 
     if args.run_dir:
+        if not (Path(args.run_dir) / "model.keras").is_file():
+            print(f"error: {args.run_dir} has no model.keras (not a run dir)", file=sys.stderr)
+            return 2
         model = keras.saving.load_model(Path(args.run_dir) / "model.keras", compile=False)
         name = args.run_dir
     else:

@@ -47,6 +47,18 @@ class SlotFillingConfig:
     seed: int = 0
     quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
 
+    def check(self) -> None:
+        """Raises DataError naming the first setting out of range."""
+        positive = ("epochs", "layers", "embed_dim", "units", "batch_size", "max_len", "synthetic_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "word_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.clipnorm < 0 or self.intent_weight < 0:
+            raise DataError("--learning-rate must be positive; --clipnorm and --intent-weight must not be negative")
+
     def resolved(self) -> "SlotFillingConfig":
         """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
         if not self.quick:
@@ -118,6 +130,7 @@ def run(config: SlotFillingConfig) -> dict:
     from pipelines import slot_data, training
     from pipelines.evaluation import ValidationMetrics, evaluate
 
+    config.check()
     config = config.resolved()
     splits = load_data(config)
     for name, examples in splits.items():

@@ -18,6 +18,19 @@ def test_flags_map_onto_the_config():
     assert parse("--quick").resolved().epochs <= 6
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("epochs", 0, "--epochs must be at least 1, got 0"),
+    ("dropout", 1.0, r"--dropout must be in \[0, 1\), got 1.0"),
+    ("learning_rate", -1.0, "--learning-rate must be positive"),
+])
+def test_out_of_range_settings_are_refused_before_any_work(tmp_path, flag, value, message):
+    from pipelines.readers import DataError
+
+    with pytest.raises(DataError, match=message):
+        run(SlotFillingConfig(out=str(tmp_path / "run"), **{flag: value}))
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_cell_flag_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse("--cell", "tcn")

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from models.heads import MaskedPooling
+from models.heads import AttentionPooling, MaskedPooling
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # RNN/LSTM/GRU-14: the first versions with the `layout` attribute; ReduceSum takes axes as input
@@ -219,6 +219,22 @@ def _masked_pooling(g: _Graph, layer, call: _Call):
     return [(y, None)]
 
 
+def _attention_pooling(g: _Graph, layer, call: _Call):
+    """Additive attention over the unmasked steps (models.heads.AttentionPooling): pooled [, weights]."""
+    x, lens, hint = call.first, call.mask, layer.name
+    kernel = g.const(np.asarray(layer.kernel, np.float32), f"{hint}_kernel")
+    hidden = g.op("Tanh", [g.op("Add", [g.op("MatMul", [x.name, kernel], hint),
+                                        g.const(np.asarray(layer.bias, np.float32), f"{hint}_bias")], hint)], hint)
+    score = g.const(np.asarray(layer.score, np.float32)[:, None], f"{hint}_score")
+    scores = g.squeeze(g.op("MatMul", [hidden, score], hint), [2], hint)  # [batch, time]
+    if lens is not None:
+        scores = g.op("Where", [g.time_mask(x.name, lens, hint), scores, g.const(np.float32(-1e9), f"{hint}_floor")],
+                      hint)
+    weights = g.op("Softmax", [scores], hint, axis=1)
+    pooled = g.reduce("ReduceSum", g.op("Mul", [x.name, g.unsqueeze(weights, [2], hint)], hint), [1], hint)
+    return [(pooled, None), (weights, None)] if layer.return_attention else [(pooled, None)]
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Recurrent layers
 
@@ -410,6 +426,7 @@ EMITTERS = {
     keras.layers.GRU: _simple_recurrent,
     keras.layers.Bidirectional: _bidirectional,
     MaskedPooling: _masked_pooling,
+    AttentionPooling: _attention_pooling,
 }
 
 

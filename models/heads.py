@@ -40,6 +40,45 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="rnn_toolkit")
+class AttentionPooling(keras.layers.Layer):
+    """Additive attention read-out: a weighted sum of a [batch, time, features] sequence over its unmasked steps.
+
+    score_t = v · tanh(W x_t + b); weights = softmax of the scores over the real steps (padded steps get 0).
+    Called on ``x`` it returns the pooled [batch, features]; with ``return_attention`` also the weights
+    [batch, time], which say which steps the read-out looked at.
+    """
+
+    def __init__(self, units: int = 64, return_attention: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.return_attention = return_attention
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], self.units), initializer="glorot_uniform")
+        self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+        self.score = self.add_weight(name="score", shape=(self.units,), initializer="glorot_uniform")
+
+    def call(self, x, mask=None):
+        scores = ops.sum(ops.tanh(ops.matmul(x, self.kernel) + self.bias) * self.score, axis=-1)
+        if mask is not None:
+            scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+        weights = ops.softmax(scores, axis=1)
+        pooled = ops.sum(x * ops.expand_dims(weights, -1), axis=1)
+        return (pooled, weights) if self.return_attention else pooled
+
+    def compute_mask(self, x, mask=None):
+        return (None, None) if self.return_attention else None
+
+    def compute_output_shape(self, input_shape):
+        pooled = (input_shape[0], input_shape[-1])
+        return (pooled, tuple(input_shape[:2])) if self.return_attention else pooled
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "return_attention": self.return_attention}
+
+
 def tagger_head(x, n_tags: int, name: str = "tag_probs"):
     """A softmax over tags at every step: the per-word slot distribution."""
     return keras.layers.Dense(n_tags, activation="softmax", name=name)(x)

@@ -36,3 +36,13 @@ def lookup_table(path: str, default: int = UNK_ID) -> tf.lookup.StaticHashTable:
         value_index=tf.lookup.TextFileIndex.LINE_NUMBER,
     )
     return tf.lookup.StaticHashTable(initializer, default_value=default)
+
+
+def chars(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Raw texts [batch] (or one text) → characters, as ``serving.tokenizer.CharTokenizer`` does: NFKC case
+    folding, white space runs → one ``▁``, ends stripped, one token per code point."""
+    texts = normalize(texts)
+    space = spec.white_space_pattern()
+    texts = tf.strings.regex_replace(texts, f"^{space}|{space}$", "")
+    texts = tf.strings.regex_replace(texts, space, spec.SPACE_SYMBOL)
+    return tf.strings.unicode_split(texts, "UTF-8")

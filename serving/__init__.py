@@ -11,12 +11,16 @@ from pathlib import Path
 
 from serving import metadata as _metadata
 from serving.errors import InputError, ModelError, ServingError
+from serving.sentiment import SentimentPredictor, SentimentResult
 from serving.session import OnnxModel
 from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
 
-PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor}
+PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor}
 
-__all__ = ["load", "InputError", "ModelError", "ServingError", "SlotFillingPredictor", "SlotFillingResult"]
+__all__ = [
+    "load", "InputError", "ModelError", "ServingError", "SentimentPredictor", "SentimentResult",
+    "SlotFillingPredictor", "SlotFillingResult",
+]
 
 
 def load(path: str | Path, threads: int | None = None):

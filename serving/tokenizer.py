@@ -1,11 +1,14 @@
-"""Pure-Python replica of the tensorflow-text tokenizer used in training (``pipelines/text.py``).
+"""Pure-Python replicas of the tensorflow-text tokenizers used in training (``pipelines/text.py``).
 
-Spec ``casefold_punct_v1``:
+Word spec ``casefold_punct_v1``:
   1. NFKC case folding (ICU's NFKC_Casefold, as ``tensorflow_text.case_fold_utf8`` does),
   2. the punctuation marks ``? ! , ; " ( ) [ ] { }`` become words of their own, and so does a ``.`` that ends the
      text (``st.`` inside a sentence stays one word, as in ATIS),
   3. split on Unicode white space.
-A test proves both implementations give the same words on tricky text.
+Character spec ``casefold_chars_v1`` (:class:`CharTokenizer`): NFKC case folding, each run of white space becomes
+one ``▁`` symbol (vocabulary entries hold no white space), leading and trailing white space is dropped, then one
+token per Unicode code point.
+A test proves both implementations give the same tokens on tricky text.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ _IGNORABLE = (
     (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
     (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )
+CHARS_NAME = "casefold_chars_v1"
+CHARS_SPEC = {"name": CHARS_NAME, "lowercase": True, "normalization": "NFKC_Casefold", "space": "\u2581"}
+SPACE_SYMBOL = "\u2581"
+
 _PUNCT = re.compile(PUNCT_PATTERN)
 _FINAL_PERIOD = re.compile(FINAL_PERIOD_PATTERN[:-1] + r"\Z")
 
@@ -98,3 +105,45 @@ class Tokenizer:
         text = _PUNCT.sub(r" \1 ", text)
         text = _FINAL_PERIOD.sub(r" .\1", text)
         return split_words(text)
+
+
+def white_space_pattern() -> str:
+    """A pattern matching runs of Unicode white space, valid in Python ``re`` and in RE2 (the characters appear
+    literally: none is special inside a character class)."""
+    return "[" + "".join(sorted(_WHITE_SPACE)) + "]+"
+
+
+_SPACES = re.compile(white_space_pattern())
+
+
+class CharTokenizer:
+    """Turns raw text into the characters a character-level model was trained on (spec ``casefold_chars_v1``).
+
+    Raises:
+      ModelError: the spec names another tokenizer.
+    """
+
+    def __init__(self, spec: dict | None = None):
+        spec = dict(CHARS_SPEC if spec is None else spec)
+        if spec.get("name") != CHARS_NAME:
+            raise ModelError(f"the model needs tokenizer {spec.get('name')!r}, not {CHARS_NAME!r}")
+        self.spec = spec
+
+    def __call__(self, text: str) -> list[str]:
+        if not isinstance(text, str):
+            raise InputError(f"text must be a string, got {type(text).__name__}")
+        text = _SPACES.sub(SPACE_SYMBOL, case_fold(text).strip("".join(_WHITE_SPACE)))
+        return list(text)
+
+
+def make_tokenizer(spec: dict):
+    """The tokenizer a model's metadata asks for (word or character level).
+
+    Raises:
+      ModelError: the spec is unknown to this version of serving.
+    """
+    kinds = {NAME: Tokenizer, CHARS_NAME: CharTokenizer}
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if name not in kinds:
+        raise ModelError(f"the model needs tokenizer {name!r}; this serving knows {sorted(kinds)}")
+    return kinds[name](spec)

@@ -1,0 +1,219 @@
+"""Sentiment analysis, many-to-one: ``python -m pipelines.sentiment [--data-dir DIR] [--units word|char] [--quick]``.
+
+The text is fed in one symbol (word or character) per time step and the sentiment is read from the recurrent
+states: at the last step (``--readout last``, as the lecture does), pooled over all steps (``mean``), or by an
+attention over the steps (``attention``). Trained with cross-entropy and gradient clipping.
+
+Data: built-in synthetic review sentences by default, or Pang & Lee's rt-polarity folder (``rt-polarity.pos``,
+``rt-polarity.neg``, cp1252) given with ``--data-dir``, split as ../shared/data/SPLITS.md fixes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+
+import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
+from pipelines.config import build_parser, from_args
+from pipelines.polarity import TextExample, read_polarity
+from pipelines.readers import DataError
+from pipelines.synthetic_reviews import synthetic_splits
+
+TASK = "sentiment"
+DEMO = "a gripping, funny and humane film"
+
+
+@dataclasses.dataclass(frozen=True)
+class SentimentConfig:
+    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "rt-polarity folder; none: built-in data"})
+    out: str = dataclasses.field(default="runs/sentiment", metadata={"help": "run dir to write"})
+    units: str = dataclasses.field(default="word", metadata={"help": "one time step per word or per character"})
+    readout: str = dataclasses.field(default="attention", metadata={"help": "how the class is read from the states"})
+    epochs: int = dataclasses.field(default=20, metadata={"help": "most epochs (early stopping may end sooner)"})
+    cell: str = dataclasses.field(default="lstm", metadata={"help": "recurrent cell"})
+    bidirectional: bool = True
+    layers: int = 1
+    embed_dim: int = 128
+    hidden: int = dataclasses.field(default=128, metadata={"help": "recurrent units per direction"})
+    dropout: float = 0.5
+    token_dropout: float = dataclasses.field(default=0.1, metadata={"help": "rate of tokens replaced by <unk>"})
+    min_count: int = dataclasses.field(default=1, metadata={"help": "tokens seen fewer times in train become <unk>"})
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
+    patience: int = dataclasses.field(default=4, metadata={"help": "epochs without a better dev accuracy"})
+    max_len: int = dataclasses.field(default=0, metadata={"help": "longest input in tokens; 0: 128 words or 512 chars"})
+    encoding: str = dataclasses.field(default="cp1252", metadata={"help": "encoding of the --data-dir files"})
+    synthetic_size: int = dataclasses.field(default=4000, metadata={"help": "built-in training examples"})
+    seed: int = 0
+    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+
+    def check(self) -> None:
+        """Raises DataError naming the first setting out of range."""
+        for name in ("epochs", "layers", "embed_dim", "hidden", "batch_size", "synthetic_size", "min_count"):
+            if getattr(self, name) < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("dropout", "token_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.max_len < 0 or self.learning_rate <= 0 or self.clipnorm < 0:
+            raise DataError("--max-len must not be negative, --learning-rate must be positive, --clipnorm >= 0")
+
+    def resolved(self) -> "SentimentConfig":
+        """The config actually run: max_len filled in; ``--quick`` shrinks the model, the data and the epochs."""
+        config = self
+        if not config.max_len:
+            config = dataclasses.replace(config, max_len=128 if config.units == "word" else 512)
+        if not config.quick:
+            return config
+        return dataclasses.replace(
+            config, epochs=min(config.epochs, 4), embed_dim=24, hidden=24, layers=1, learning_rate=5e-3,
+            synthetic_size=min(config.synthetic_size, 1200), patience=2,
+        )
+
+
+def load_data(config: SentimentConfig) -> dict[str, list[TextExample]]:
+    if config.data_dir is None:
+        return synthetic_splits(config.synthetic_size, seed=config.seed)
+    return read_polarity(config.data_dir, config.encoding)
+
+
+def predict_probs(model, texts: list[str], preprocessor):
+    """Class probabilities [n, classes] for ``texts``, in order."""
+    import numpy as np
+
+    from models.sentiment import OUTPUT
+    from pipelines.text_data import inference_dataset
+
+    return np.concatenate([np.asarray(model(ids, training=False)[OUTPUT]) for ids in inference_dataset(texts, preprocessor)])
+
+
+def accuracy(model, examples: list[TextExample], preprocessor, labels: list[str]) -> float:
+    import numpy as np
+
+    predicted = predict_probs(model, [ex.text for ex in examples], preprocessor).argmax(-1)
+    return float(np.mean([labels[p] == ex.label for p, ex in zip(predicted, examples)]))
+
+
+def parity_batches(texts: list[str], preprocessor, n: int = 4, size: int = 16) -> list[dict]:
+    """Real batches of mixed lengths for the export parity check."""
+    import numpy as np
+
+    from pipelines.text_data import inference_dataset
+
+    batches = []
+    for ids in inference_dataset(texts[: n * size], preprocessor, batch_size=size):
+        ids = ids.numpy().astype(np.int32)
+        batches.append({"token_ids": ids, "lengths": (ids != 0).sum(axis=1)})
+    return batches
+
+
+def task_metadata(config: SentimentConfig, vocab: list[str], labels: list[str], model) -> dict:
+    from models.sentiment import ATTENTION, INPUT, OUTPUT
+    from pipelines.text_data import tokenizer_spec
+    from serving.vocab import PAD_ID, UNK_ID
+
+    outputs = {OUTPUT: {"name": OUTPUT, "dtype": "float32", "shape": ["batch", len(labels)]}}
+    if ATTENTION in model.output_names or (isinstance(model.output, dict) and ATTENTION in model.output):
+        outputs[ATTENTION] = {"name": ATTENTION, "dtype": "float32", "shape": ["batch", "time"]}
+    return {
+        "task": TASK,
+        "inputs": {INPUT: {"name": INPUT, "dtype": "int32", "shape": ["batch", "time"], "pad_id": PAD_ID}},
+        "outputs": outputs,
+        "tokenizer": tokenizer_spec(config.units),
+        "units": config.units,
+        "vocab": vocab,
+        "pad_id": PAD_ID,
+        "unk_id": UNK_ID,
+        "labels": labels,
+        "max_len": config.max_len,
+        "long_input": "truncate",
+        "model": {"readout": config.readout, "cell": config.cell, "bidirectional": config.bidirectional,
+                  "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim},
+    }
+
+
+def run(config: SentimentConfig) -> dict:
+    """Trains, evaluates and exports; returns the metrics. The run dir appears only when all succeeded."""
+    import keras
+
+    from export import export_model
+    from export.rundir import staged
+    from models.sentiment import OUTPUT, build_text_classifier
+    from pipelines import text_data, training
+
+    config.check()
+    config = config.resolved()
+    splits = load_data(config)
+    training.set_seed(config.seed)
+    training.quiet_warnings()
+    started = time.time()
+    with staged(config.out) as run_dir, training.training_log(run_dir / "train.log"):
+        vocab, labels = text_data.build_vocabularies(splits["train"], config.units, config.min_count)
+        text_data.write_vocabularies(run_dir, vocab, labels)
+        (run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(config)}, indent=2))
+        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())}; "
+              f"{len(vocab)} {config.units} tokens, labels {labels}")
+
+        preprocessor = text_data.TextPreprocessor(run_dir, config.units, config.max_len)
+        train_ds = text_data.training_dataset(splits["train"], preprocessor, batch_size=config.batch_size,
+                                              seed=config.seed, token_dropout=config.token_dropout)
+        model = build_text_classifier(
+            len(vocab), len(labels), readout=config.readout, cell=config.cell, embed_dim=config.embed_dim,
+            units=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
+        )
+        trainer = keras.Model(model.input, model.output[OUTPUT], name="trainer")  # the same layers, one output
+        trainer.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
+                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        valid = [ex.text for ex in splits["valid"]]
+        dev_ds = text_data.labelled_dataset(splits["valid"], preprocessor)
+        trainer.fit(
+            train_ds, validation_data=dev_ds, epochs=config.epochs, shuffle=False,
+            verbose=1 if sys.stdout.isatty() and not config.quick else 2,
+            callbacks=training.callbacks(run_dir, "val_accuracy", config.patience),
+        )
+        model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
+        train_seconds = time.time() - started
+
+        metrics = {
+            "dev_accuracy": accuracy(model, splits["valid"], preprocessor, labels),
+            "accuracy": accuracy(model, splits["test"], preprocessor, labels),
+            "test_examples": len(splits["test"]),
+            "parameters": model.count_params(),
+            "train_seconds": round(train_seconds, 1),
+        }
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        model.save(run_dir / "model.keras")
+        meta = export_model(model, run_dir, task_metadata(config, vocab, labels, model),
+                            parity_batches(valid, preprocessor))
+        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.sentiment import READOUTS
+
+    parser = build_parser(
+        SentimentConfig, __doc__.split("\n\n")[1],
+        choices={"cell": ("rnn", "lstm", "gru"), "units": ("word", "char"), "readout": READOUTS},
+        prog="python -m pipelines.sentiment",
+    )
+    config = from_args(SentimentConfig, parser.parse_args(argv))
+    try:
+        metrics = run(config)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=2))
+
+    import serving
+
+    result = serving.load(config.out).predict(DEMO)
+    print(f"\nonnxruntime, {config.out}/model.onnx:\n  {DEMO!r} → {result.label} ({result.confidence:.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

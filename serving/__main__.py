@@ -10,6 +10,14 @@ import serving
 
 
 def _show(result) -> str:
+    if isinstance(result, serving.SentimentResult):
+        lines = [result.text, f"  {result.label} ({result.confidence:.3f})"]
+        if result.truncated:
+            lines.append(f"  (truncated to the first {len(result.tokens)} tokens)")
+        if result.attention:
+            top = sorted(result.attention, key=lambda tw: -tw[1])[:5]
+            lines.append("  attention: " + ", ".join(f"{t} {w:.2f}" for t, w in top))
+        return "\n".join(lines)
     lines = [result.text, f"  intent: {result.intent} ({result.intent_confidence:.3f})"]
     lines += [f"  {name}: {text}" for name, text in result.slots] or ["  (no slots)"]
     if result.unknown_words:

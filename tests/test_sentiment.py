@@ -1,0 +1,222 @@
+"""Sentiment: the rt-polarity reader, word and character tokens, the three read-outs, export and serving."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import serving
+from pipelines.polarity import read_polarity
+from pipelines.readers import DataError
+from serving import InputError
+from serving.sentiment import TruncatedInputWarning
+from serving.tokenizer import CharTokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- reader ---------------------------------------------------------------------------------------------------------
+
+def _write_polarity(folder: Path, n: int = 20, pos_extra: bytes = b"") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, word in (("rt-polarity.pos", b"good"), ("rt-polarity.neg", b"bad")):
+        lines = [b"%s film number %d" % (word, i) for i in range(n)]
+        if name.endswith("pos"):
+            lines[2] += pos_extra
+        (folder / name).write_bytes(b"\n".join(lines) + b"\n")
+    return folder
+
+
+def test_split_follows_line_index_mod_10(tmp_path):
+    splits = read_polarity(_write_polarity(tmp_path / "rt", n=25))
+    assert {k: len(v) for k, v in splits.items()} == {"train": 38, "valid": 6, "test": 6}
+    assert [ex.text for ex in splits["test"] if ex.label == "positive"] == [
+        "good film number 0", "good film number 10", "good film number 20"]
+    assert [ex.text for ex in splits["valid"] if ex.label == "negative"][0] == "bad film number 1"
+
+
+def test_cp1252_bytes_decode_and_0x85_is_not_a_line_break(tmp_path):
+    # 0x85 is "…" in cp1252 (U+0085, a line break for str.splitlines, if decoded as latin-1); 0x97 is an em dash.
+    splits = read_polarity(_write_polarity(tmp_path / "rt", pos_extra=b" \x85 wow \x97 caf\xe9"))
+    texts = [ex.text for split in splits.values() for ex in split]
+    assert len(texts) == 40
+    assert "good film number 2 \u2026 wow \u2014 caf\u00e9" in texts
+
+
+def test_utf8_file_read_as_cp1252_is_refused(tmp_path):
+    folder = _write_polarity(tmp_path / "rt", pos_extra="  café".encode("utf-8"))
+    with pytest.raises(DataError, match=r"rt-polarity.pos is UTF-8 text, not cp1252; pass --encoding utf-8"):
+        read_polarity(folder)
+    splits = read_polarity(folder, encoding="utf-8")
+    assert any("café" in ex.text for ex in splits["valid"] + splits["train"] + splits["test"])
+
+
+def test_bytes_undefined_in_cp1252_name_the_offset_and_line(tmp_path):
+    folder = _write_polarity(tmp_path / "rt", pos_extra=b" \x81")
+    offset = len(b"good film number 0\ngood film number 1\ngood film number 2 ")
+    with pytest.raises(DataError, match=rf"not cp1252 text \(byte 0x81 at offset {offset}, line 3\)"):
+        read_polarity(folder)
+
+
+def test_missing_file_and_empty_line(tmp_path):
+    folder = _write_polarity(tmp_path / "rt")
+    (folder / "rt-polarity.neg").write_bytes(b"bad\n\nworse\n")
+    with pytest.raises(DataError, match=r"rt-polarity.neg:2: empty line"):
+        read_polarity(folder)
+    (folder / "rt-polarity.neg").unlink()
+    with pytest.raises(DataError, match="missing data file: .*rt-polarity.neg"):
+        read_polarity(folder)
+
+
+# --- character tokens -----------------------------------------------------------------------------------------------
+
+def test_char_tokenizer_matches_tensorflow_text():
+    import tensorflow as tf
+
+    from pipelines import text
+    from tests.test_tokenizer import TRICKY
+
+    tf_chars = [[c.decode() for c in row] for row in text.chars(tf.constant(TRICKY)).to_list()]
+    assert [CharTokenizer()(t) for t in TRICKY] == tf_chars
+    assert CharTokenizer()("  Hi\t\tTHERE ") == ["h", "i", "▁", "t", "h", "e", "r", "e"]
+
+
+# --- models and their ONNX form ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("readout", ["last", "mean", "attention"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_readouts_convert_to_native_onnx_exactly(readout, bidirectional):
+    import onnxruntime as ort
+
+    from export.keras_onnx import convert
+    from models.sentiment import build_text_classifier
+
+    model = build_text_classifier(40, 3, readout=readout, cell="gru", embed_dim=8, units=6, layers=2,
+                                  bidirectional=bidirectional)
+    ids = np.array([[3, 4, 5, 0, 0, 0], [6, 7, 8, 9, 2, 11], [1, 0, 0, 0, 0, 0]], np.int32)
+    session = ort.InferenceSession(convert(model).SerializeToString())
+    got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"token_ids": ids})))
+    expected = model(ids, training=False)
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert np.abs(got[name] - np.asarray(value)).max() <= 1e-5, name
+
+
+def test_padding_never_changes_a_prediction():
+    from models.sentiment import build_text_classifier
+
+    for readout in ("last", "mean", "attention"):
+        model = build_text_classifier(30, 2, readout=readout, embed_dim=8, units=6, dropout=0.0)
+        short = np.array([[5, 6, 7]], np.int32)
+        padded = np.array([[5, 6, 7, 0, 0, 0, 0]], np.int32)
+        a, b = model(short, training=False), model(padded, training=False)
+        np.testing.assert_allclose(a["class_probs"], b["class_probs"], atol=1e-6, err_msg=readout)
+        if readout == "attention":
+            weights = np.asarray(b["attention_weights"])[0]
+            assert weights[3:].max() == 0.0 and abs(weights.sum() - 1.0) < 1e-6
+
+
+# --- a trained run: export, serving ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def word_run(tmp_path_factory):
+    from pipelines.sentiment import SentimentConfig, run
+
+    out = tmp_path_factory.mktemp("runs") / "sentiment"
+    metrics = run(SentimentConfig(out=str(out), quick=True, epochs=5, synthetic_size=1500))
+    return out, metrics
+
+
+@pytest.fixture(scope="module")
+def predictor(word_run):
+    return serving.load(word_run[0])
+
+
+def test_run_learns_the_builtin_data_and_exports_with_parity(word_run):
+    out, metrics = word_run
+    assert metrics["accuracy"] >= 0.85, metrics
+    assert metrics["onnx_max_abs_diff"] <= 1e-5
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["task"] == "sentiment" and meta["labels"] == ["negative", "positive"]
+    assert meta["outputs"]["attention_weights"]["shape"] == ["batch", "time"]
+    assert meta["tokenizer"]["name"] == "casefold_punct_v1" and meta["max_len"] == 128
+    assert max(meta["parity"]["saved_model_max_abs_diff"].values()) <= 1e-5
+    for name in ("model.onnx", "saved_model", "metrics.json", "train.log", "vocab.txt", "labels.txt"):
+        assert (out / name).exists(), name
+
+
+def test_served_probabilities_equal_keras(word_run, predictor):
+    import keras
+
+    import models  # noqa: F401
+
+    model = keras.saving.load_model(word_run[0] / "model.keras", compile=False)
+    texts = ["the acting is superb .", "although the plot is clever , the ending is tedious .", "a dull , lazy movie"]
+    results = predictor.predict_batch(texts)
+    ids = np.zeros((3, max(len(r.tokens) for r in results)), np.int32)
+    for row, r in enumerate(results):
+        ids[row, : len(r.tokens)] = predictor.vocab.ids(r.tokens)
+    expected = np.asarray(model(ids, training=False)["class_probs"])
+    got = np.array([[r.probabilities["negative"], r.probabilities["positive"]] for r in results])
+    assert np.abs(got - expected).max() <= 1e-5
+    assert [r.label for r in results] == ["positive", "negative", "negative"]
+    assert abs(sum(w for _, w in results[0].attention) - 1.0) < 1e-4
+    assert [t for t, _ in results[0].attention] == results[0].tokens
+
+
+def test_bad_input_is_named(predictor):
+    for text in ("", "  \t "):
+        with pytest.raises(InputError, match="text is empty"):
+            predictor.predict(text)
+    with pytest.raises(InputError, match=r"texts\[1\] is empty"):
+        predictor.predict_batch(["good", ""])
+    with pytest.raises(InputError, match=r"not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        predictor.predict(b"caf\xe9 is great")
+    assert predictor.predict("café".encode("utf-8")).text == "café"
+    with pytest.raises(InputError, match="must be a string, got int"):
+        predictor.predict(3)
+    with pytest.raises(InputError, match="predict_batch takes a list"):
+        predictor.predict_batch("one string")
+
+
+def test_text_longer_than_the_limit_is_truncated_with_a_warning(predictor):
+    text = "the film is superb . " * 40  # 200 words > max_len 128
+    with pytest.warns(TruncatedInputWarning, match="has 200 tokens; this model reads at most 128"):
+        result = predictor.predict(text)
+    assert result.truncated and len(result.tokens) == 128
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not predictor.predict("the film is superb .").truncated
+
+
+def test_cli_predict_prints_label(word_run):
+    done = subprocess.run([sys.executable, "-m", "serving", "predict", "--json", str(word_run[0]),
+                           "the acting is superb ."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] == "positive"
+
+
+def test_char_units_run_end_to_end(tmp_path):
+    from pipelines.sentiment import SentimentConfig, run
+
+    out = tmp_path / "chars"
+    metrics = run(SentimentConfig(out=str(out), units="char", readout="last", quick=True, epochs=2,
+                                  synthetic_size=400))
+    assert metrics["onnx_max_abs_diff"] <= 1e-5
+    result = serving.load(out).predict("Superb  film!")
+    assert result.tokens == ["s", "u", "p", "e", "r", "b", "▁", "f", "i", "l", "m", "!"]
+    assert result.attention == [] and result.label in ("negative", "positive")
+
+
+def test_bad_settings_exit_2_with_a_message(tmp_path, capsys):
+    from pipelines.sentiment import main
+
+    assert main(["--dropout", "1.5", "--out", str(tmp_path / "x")]) == 2
+    assert "--dropout must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert main(["--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert "no such data folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

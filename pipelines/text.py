@@ -46,3 +46,17 @@ def chars(texts: tf.Tensor) -> tf.RaggedTensor:
     texts = tf.strings.regex_replace(texts, f"^{space}|{space}$", "")
     texts = tf.strings.regex_replace(texts, space, spec.SPACE_SYMBOL)
     return tf.strings.unicode_split(texts, "UTF-8")
+
+
+def tokenize_with_offsets(texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+    """Raw texts [batch] → (tokens, starts, ends), each [batch, (tokens)], as ``serving.doc_tokenizer`` does
+    (spec ``casefold_words_v1``): split on white space, ASCII punctuation except ``-`` and ``'`` split off, each
+    token case-folded, tokens that fold to nothing dropped. Offsets are UTF-8 byte offsets into the original text."""
+    from serving import doc_tokenizer
+
+    tokens, starts, ends = tf_text.regex_split_with_offsets(
+        texts, doc_tokenizer.DELIM_PATTERN, doc_tokenizer.PUNCT_PATTERN
+    )
+    tokens = normalize(tokens)
+    keep = tf.strings.length(tokens) > 0
+    return tf.ragged.boolean_mask(tokens, keep), tf.ragged.boolean_mask(starts, keep), tf.ragged.boolean_mask(ends, keep)

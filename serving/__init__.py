@@ -11,14 +11,17 @@ from pathlib import Path
 
 from serving import metadata as _metadata
 from serving.errors import InputError, ModelError, ServingError
+from serving.key_terms import KeyTerm, KeyTermsPredictor, KeyTermsResult
 from serving.sentiment import SentimentPredictor, SentimentResult
 from serving.session import OnnxModel
 from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
 
-PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor}
+PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor,
+              KeyTermsPredictor.task: KeyTermsPredictor}
 
 __all__ = [
-    "load", "InputError", "ModelError", "ServingError", "SentimentPredictor", "SentimentResult",
+    "load", "InputError", "ModelError", "ServingError", "KeyTerm", "KeyTermsPredictor", "KeyTermsResult",
+    "SentimentPredictor", "SentimentResult",
     "SlotFillingPredictor", "SlotFillingResult",
 ]
 

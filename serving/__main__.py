@@ -10,6 +10,12 @@ import serving
 
 
 def _show(result) -> str:
+    if isinstance(result, serving.KeyTermsResult):
+        lines = [result.text if len(result.text) <= 100 else result.text[:100] + "...",
+                 f"  {len(result.tokens)} tokens, {result.windows} window{'s' if result.windows > 1 else ''}"]
+        lines += [f"  {i}. {t.term} ({t.score:.3f}) at " + ", ".join(f"{a}-{b}" for a, b in t.offsets)
+                  for i, t in enumerate(result.terms, 1)] or ["  (no key terms)"]
+        return "\n".join(lines)
     if isinstance(result, serving.SentimentResult):
         lines = [result.text, f"  {result.label} ({result.confidence:.3f})"]
         if result.truncated:

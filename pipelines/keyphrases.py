@@ -30,7 +30,7 @@ has have having he her here hers herself him himself his how however i if in int
 many may me might more most much must my myself neither no nor not of off often on once one only or other our
 ours ourselves out over own per rather same several shall she should since so some such than that the their
 theirs them themselves then there therefore these they this those though through thus to too under until up upon
-us use used using very via was we well were what when where whether which while who whom whose why will with
+us use used uses using very via was we well were what when where whether which while who whom whose why will with
 within without would yet you your yours yourself yourselves paper papers present presents presented propose
 proposed show shows shown new based given describe describes described
 """.split())
@@ -192,7 +192,8 @@ def line_breaks(text: str, tokens: Sequence[DocToken]) -> list[int]:
 class TfidfBaseline:
     """Unsupervised TF-IDF n-gram ranking: score = (occurrences in the document) × log((N + 1) / (df + 1)), with
     N training documents and df the number of them holding the candidate; counted on stem keys, so ``neural
-    networks`` and ``neural network`` are one candidate. Ties go to the earlier first occurrence.
+    networks`` and ``neural network`` are one candidate. Ties go to the earlier first occurrence, then to the
+    longer candidate.
 
     Args:
       max_n: longest candidate, in tokens.
@@ -219,4 +220,4 @@ class TfidfBaseline:
             counts[key] += 1
             first.setdefault(key, i)
         scores = {k: c * math.log((self.n_docs + 1) / (self.df[k] + 1)) for k, c in counts.items()}
-        return sorted(scores.items(), key=lambda kv: (-kv[1], first[kv[0]]))
+        return sorted(scores.items(), key=lambda kv: (-kv[1], first[kv[0]], -kv[0].count(" ")))

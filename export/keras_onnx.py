@@ -196,6 +196,11 @@ def _add(g: _Graph, layer, call: _Call):
     return [(y, lens)]
 
 
+def _average(g: _Graph, layer, call: _Call):
+    inputs = list(call.first)
+    return [(g.op("Mean", [v.name for v in inputs], layer.name), _same_mask(layer, inputs))]
+
+
 def _masked_pooling(g: _Graph, layer, call: _Call):
     """Mean / max over the unmasked steps (models.heads.MaskedPooling); its output carries no mask."""
     x, lens, hint = call.first, call.mask, layer.name
@@ -421,6 +426,7 @@ EMITTERS = {
     keras.layers.Dense: _dense,
     keras.layers.Concatenate: _concatenate,
     keras.layers.Add: _add,
+    keras.layers.Average: _average,
     keras.layers.SimpleRNN: _simple_recurrent,
     keras.layers.LSTM: _simple_recurrent,
     keras.layers.GRU: _simple_recurrent,

@@ -65,3 +65,18 @@ class ValidationMetrics(keras.callbacks.Callback):
             logs["val_slot_f1"] = scores["slot_f1"]
             logs["val_intent_accuracy"] = scores["intent_accuracy"]
         print(f" - val_slot_f1: {scores['slot_f1']:.4f} - val_intent_accuracy: {scores['intent_accuracy']:.4f}")
+
+
+class ValidationScore(keras.callbacks.Callback):
+    """Adds ``val_<name>`` = ``score()`` (computed on the validation split) to the epoch logs, for checkpointing
+    and early stopping. Put it before the callbacks that read it."""
+
+    def __init__(self, name: str, score):
+        super().__init__()
+        self.name, self.score = name, score
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = float(self.score())
+        if logs is not None:
+            logs[f"val_{self.name}"] = value
+        print(f" - val_{self.name}: {value:.4f}")

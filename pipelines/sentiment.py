@@ -37,12 +37,14 @@ class SentimentConfig:
     layers: int = 1
     embed_dim: int = 128
     hidden: int = dataclasses.field(default=128, metadata={"help": "recurrent units per direction"})
+    members: int = dataclasses.field(default=1, metadata={"help": "ensemble size: independent models averaged"})
     dropout: float = 0.5
     token_dropout: float = dataclasses.field(default=0.1, metadata={"help": "rate of tokens replaced by <unk>"})
     min_count: int = dataclasses.field(default=1, metadata={"help": "tokens seen fewer times in train become <unk>"})
     batch_size: int = 32
     learning_rate: float = 1e-3
     clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
+    ema: float = dataclasses.field(default=0.99, metadata={"help": "weight averaging momentum; 0 disables"})
     patience: int = dataclasses.field(default=4, metadata={"help": "epochs without a better dev accuracy"})
     max_len: int = dataclasses.field(default=0, metadata={"help": "longest input in tokens; 0: 128 words or 512 chars"})
     encoding: str = dataclasses.field(default="cp1252", metadata={"help": "encoding of the --data-dir files"})
@@ -52,7 +54,7 @@ class SentimentConfig:
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
-        for name in ("epochs", "layers", "embed_dim", "hidden", "batch_size", "synthetic_size", "min_count"):
+        for name in ("epochs", "layers", "embed_dim", "hidden", "members", "batch_size", "synthetic_size", "min_count"):
             if getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("dropout", "token_dropout"):
@@ -60,6 +62,8 @@ class SentimentConfig:
                 raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
         if self.max_len < 0 or self.learning_rate <= 0 or self.clipnorm < 0:
             raise DataError("--max-len must not be negative, --learning-rate must be positive, --clipnorm >= 0")
+        if not 0 <= self.ema < 1:
+            raise DataError(f"--ema must be in [0, 1), got {self.ema}")
 
     def resolved(self) -> "SentimentConfig":
         """The config actually run: max_len filled in; ``--quick`` shrinks the model, the data and the epochs."""
@@ -70,7 +74,7 @@ class SentimentConfig:
             return config
         return dataclasses.replace(
             config, epochs=min(config.epochs, 4), embed_dim=24, hidden=24, layers=1, learning_rate=5e-3,
-            synthetic_size=min(config.synthetic_size, 1200), patience=2,
+            synthetic_size=min(config.synthetic_size, 1200), patience=2, ema=0.0,
         )
 
 
@@ -131,7 +135,8 @@ def task_metadata(config: SentimentConfig, vocab: list[str], labels: list[str], 
         "max_len": config.max_len,
         "long_input": "truncate",
         "model": {"readout": config.readout, "cell": config.cell, "bidirectional": config.bidirectional,
-                  "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim},
+                  "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
+                  "members": config.members},
     }
 
 
@@ -141,8 +146,9 @@ def run(config: SentimentConfig) -> dict:
 
     from export import export_model
     from export.rundir import staged
-    from models.sentiment import OUTPUT, build_text_classifier
+    from models.sentiment import build_text_classifier, member_outputs
     from pipelines import text_data, training
+    from pipelines.evaluation import ValidationScore
 
     config.check()
     config = config.resolved()
@@ -163,16 +169,19 @@ def run(config: SentimentConfig) -> dict:
         model = build_text_classifier(
             len(vocab), len(labels), readout=config.readout, cell=config.cell, embed_dim=config.embed_dim,
             units=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
+            members=config.members,
         )
-        trainer = keras.Model(model.input, model.output[OUTPUT], name="trainer")  # the same layers, one output
-        trainer.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
-                        loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-        valid = [ex.text for ex in splits["valid"]]
-        dev_ds = text_data.labelled_dataset(splits["valid"], preprocessor)
+        # The same layers, trained on each member's own loss (an ensemble of independent models, side by side).
+        members = member_outputs(model)
+        trainer = keras.Model(model.input, members, name="trainer")
+        trainer.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm, config.ema),
+                        loss={name: keras.losses.SparseCategoricalCrossentropy() for name in members})
+        validation = ValidationScore("accuracy", lambda: accuracy(model, splits["valid"], preprocessor, labels))
         trainer.fit(
-            train_ds, validation_data=dev_ds, epochs=config.epochs, shuffle=False,
-            verbose=1 if sys.stdout.isatty() and not config.quick else 2,
-            callbacks=training.callbacks(run_dir, "val_accuracy", config.patience),
+            train_ds.map(lambda ids, label: (ids, {name: label for name in members})), epochs=config.epochs,
+            shuffle=False, verbose=1 if sys.stdout.isatty() and not config.quick else 2,
+            callbacks=training.callbacks(run_dir, "val_accuracy", config.patience, first=[validation],
+                                         ema=bool(config.ema)),
         )
         model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
         train_seconds = time.time() - started
@@ -187,7 +196,7 @@ def run(config: SentimentConfig) -> dict:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         model.save(run_dir / "model.keras")
         meta = export_model(model, run_dir, task_metadata(config, vocab, labels, model),
-                            parity_batches(valid, preprocessor))
+                            parity_batches([ex.text for ex in splits["valid"]], preprocessor))
         metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
     return metrics
 

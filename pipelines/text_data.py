@@ -91,9 +91,3 @@ def inference_dataset(texts: list[str], preprocessor: TextPreprocessor, batch_si
     dataset = dataset.map(preprocessor.ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ordered_batches(dataset, batch_size)
 
-
-def labelled_dataset(examples: list[TextExample], preprocessor: TextPreprocessor, batch_size: int = 128):
-    """Padded (ids, label id) batches in input order, for validation during ``fit``."""
-    dataset = tf.data.Dataset.from_tensor_slices(([ex.text for ex in examples], [ex.label for ex in examples]))
-    dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.cache().padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)

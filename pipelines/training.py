@@ -52,16 +52,21 @@ def training_log(path: Path):
             sys.stdout = stdout
 
 
-def optimizer(learning_rate: float, clipnorm: float | None) -> keras.optimizers.Optimizer:
-    """Adam; ``clipnorm`` rescales each gradient whose norm exceeds it (None or 0: no clipping)."""
-    return keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm or None)
+def optimizer(learning_rate: float, clipnorm: float | None, ema: float = 0.0) -> keras.optimizers.Optimizer:
+    """Adam; ``clipnorm`` rescales each gradient whose norm exceeds it (None or 0: no clipping). With ``ema`` (a
+    momentum such as 0.99) it also keeps an exponential moving average of the weights (Polyak averaging), which
+    :func:`callbacks` swaps in for validation and checkpoints."""
+    return keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm or None, use_ema=bool(ema),
+                                 ema_momentum=ema or 0.99)
 
 
-def callbacks(run_dir: Path, monitor: str, patience: int, first: list | None = None) -> list:
+def callbacks(run_dir: Path, monitor: str, patience: int, first: list | None = None, ema: bool = False) -> list:
     """Validation metrics (``first``), best checkpoint and early stopping on ``monitor`` (higher is better),
-    a CSV history and TensorBoard logs, all under ``run_dir``."""
+    a CSV history and TensorBoard logs, all under ``run_dir``. With ``ema``, the averaged weights are the ones
+    validated and checkpointed."""
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     return [
+        *([keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if ema else []),
         *(first or []),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "checkpoints" / "best.weights.h5"), monitor=monitor, mode="max",

@@ -106,6 +106,25 @@ def test_readouts_convert_to_native_onnx_exactly(readout, bidirectional):
         assert np.abs(got[name] - np.asarray(value)).max() <= 1e-5, name
 
 
+@pytest.mark.parametrize("readout", ["last", "attention"])
+def test_an_ensemble_averages_its_members_and_converts_exactly(readout):
+    import keras
+    import onnxruntime as ort
+
+    from export.keras_onnx import convert
+    from models.sentiment import build_text_classifier, member_outputs
+
+    model = build_text_classifier(40, 2, readout=readout, embed_dim=8, units=6, members=3)
+    members = member_outputs(model)
+    assert sorted(members) == ["m0_class_probs", "m1_class_probs", "m2_class_probs"]
+    ids = np.array([[3, 4, 5, 0], [6, 7, 8, 9]], np.int32)
+    each = [np.asarray(p) for p in keras.Model(model.input, members)(ids).values()]
+    np.testing.assert_allclose(np.asarray(model(ids)["class_probs"]), np.mean(each, axis=0), atol=1e-6)
+    session = ort.InferenceSession(convert(model).SerializeToString())
+    got = session.run(["class_probs"], {"token_ids": ids})[0]
+    assert np.abs(got - np.mean(each, axis=0)).max() <= 1e-6
+
+
 def test_padding_never_changes_a_prediction():
     from models.sentiment import build_text_classifier
 

@@ -219,7 +219,7 @@ def test_decoding_spans_scores_and_merged_terms():
 
 # --- trained model: export, serving, windows, errors ------------------------------------------------------------------
 
-SMALL = dict(epochs=4, embed_dim=24, units=24, layers=1, learning_rate=1e-2, synthetic_size=200, patience=4,
+SMALL = dict(epochs=3, embed_dim=24, units=24, layers=1, learning_rate=1e-2, synthetic_size=160, patience=3,
              batch_size=16, max_len=48, stride=32, dropout=0.1)
 
 

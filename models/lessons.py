@@ -144,12 +144,14 @@ def probed_classifier(model: keras.Model) -> keras.Model:
       model: a model from :func:`sequence_classifier`.
 
     Returns:
-      A model from ``[x (batch, steps, features), probe (batch, steps, units)]`` to the read-out.
+      A model from ``[x (batch, steps, features), probe (batch, steps, units)]`` to the read-out (of every
+      step when the model's recurrent layer returns sequences).
     """
     recurrent = model.get_layer("recurrent")
     readout = model.get_layer("readout")
     steps, features = model.input.shape[1], model.input.shape[2]
     x = keras.Input((steps, features), name="x")
     probe = keras.Input((steps, recurrent.cell.units), name="probe")
-    h = keras.layers.RNN(ProbeCell(recurrent.cell), name="probed")(ops.concatenate([x, probe], axis=-1))
+    h = keras.layers.RNN(ProbeCell(recurrent.cell), return_sequences=recurrent.return_sequences, name="probed")(
+        ops.concatenate([x, probe], axis=-1))
     return keras.Model([x, probe], readout(h), name=f"{model.name}_probed")

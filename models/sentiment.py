@@ -99,3 +99,37 @@ def member_outputs(model: keras.Model) -> dict:
     if not members:
         return {OUTPUT: model.get_layer(OUTPUT).output}
     return {layer.name: layer.output for layer in members}
+
+
+def build_language_model(
+    vocab_size: int, out_vocab: int, *, cell: str = "lstm", embed_dim: int = 128, units: int = 128,
+    bidirectional: bool = True, prefix: str = "",
+) -> keras.Model:
+    """A language model over the classifier's embedding and first recurrent layer, for pre-training them on the
+    training texts (Dai & Le 2015's LM-LSTM; forward and backward as in ELMo's biLM).
+
+    The forward direction at step t predicts token t+1, the backward direction token t-1. Its layers are named as
+    the classifier's (``{prefix}embedding``, ``{prefix}rnn_0``), so :func:`copy_pretrained` can move the weights.
+
+    Returns:
+      A model from ``token_ids`` to ``{"next": [batch, time, out_vocab]}`` (plus ``"previous"`` when
+      bidirectional) logits.
+    """
+    token_ids = keras.Input(shape=(None,), dtype="int32", name=INPUT)
+    x = keras.layers.Embedding(vocab_size, embed_dim, mask_zero=True, name=f"{prefix}embedding")(token_ids)
+    if bidirectional:
+        layer = keras.layers.Bidirectional(recurrent_layer(cell, units, bidirectional=False), merge_mode=None,
+                                           name=f"{prefix}rnn_0")
+        forward, backward = layer(x)
+        return keras.Model(token_ids, {
+            "next": keras.layers.Dense(out_vocab, name="next")(forward),
+            "previous": keras.layers.Dense(out_vocab, name="previous")(backward),
+        }, name="language_model")
+    forward = recurrent_layer(cell, units, bidirectional=False, name=f"{prefix}rnn_0")(x)
+    return keras.Model(token_ids, {"next": keras.layers.Dense(out_vocab, name="next")(forward)}, name="language_model")
+
+
+def copy_pretrained(language_model: keras.Model, classifier: keras.Model, prefix: str = "") -> None:
+    """Copies the pre-trained embedding and first recurrent layer into the classifier (same shapes)."""
+    for name in (f"{prefix}embedding", f"{prefix}rnn_0"):
+        classifier.get_layer(name).set_weights(language_model.get_layer(name).get_weights())

@@ -38,6 +38,9 @@ class SentimentConfig:
     embed_dim: int = 128
     hidden: int = dataclasses.field(default=128, metadata={"help": "recurrent units per direction"})
     members: int = dataclasses.field(default=1, metadata={"help": "ensemble size: independent models averaged"})
+    pretrain_epochs: int = dataclasses.field(
+        default=0, metadata={"help": "epochs of language-model pre-training on the training texts; 0: none"})
+    lm_vocab: int = dataclasses.field(default=10000, metadata={"help": "most frequent tokens the language model predicts"})
     dropout: float = 0.5
     token_dropout: float = dataclasses.field(default=0.1, metadata={"help": "rate of tokens replaced by <unk>"})
     min_count: int = dataclasses.field(default=1, metadata={"help": "tokens seen fewer times in train become <unk>"})
@@ -60,6 +63,8 @@ class SentimentConfig:
         for name in ("dropout", "token_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.pretrain_epochs < 0 or self.lm_vocab < 2:
+            raise DataError("--pretrain-epochs must not be negative and --lm-vocab must be at least 2")
         if self.max_len < 0 or self.learning_rate <= 0 or self.clipnorm < 0:
             raise DataError("--max-len must not be negative, --learning-rate must be positive, --clipnorm >= 0")
         if not 0 <= self.ema < 1:
@@ -101,6 +106,30 @@ def accuracy(model, examples: list[TextExample], preprocessor, labels: list[str]
     return float(np.mean([labels[p] == ex.label for p, ex in zip(predicted, examples)]))
 
 
+def pretrain(model, config: SentimentConfig, train: list[TextExample], preprocessor, vocab_size: int) -> None:
+    """Pre-trains each member's embedding and first recurrent layer as a language model on the training texts
+    (no labels, no other data), then copies them into ``model``."""
+    import keras
+
+    from models.sentiment import build_language_model, copy_pretrained
+    from pipelines import text_data, training
+
+    prefixes = [""] if config.members == 1 else [f"m{i}_" for i in range(config.members)]
+    out_vocab = min(config.lm_vocab, vocab_size)
+    dataset = text_data.language_model_dataset(train, preprocessor, batch_size=config.batch_size, seed=config.seed,
+                                               out_vocab=out_vocab, bidirectional=config.bidirectional)
+    for prefix in prefixes:
+        lm = build_language_model(vocab_size, out_vocab, cell=config.cell, embed_dim=config.embed_dim,
+                                  units=config.hidden, bidirectional=config.bidirectional, prefix=prefix)
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+        lm.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
+                   loss={name: loss for name in lm.output})
+        print(f"language-model pre-training{f' of member {prefix[:-1]}' if prefix else ''}: "
+              f"{config.pretrain_epochs} epochs, predicting {out_vocab} tokens")
+        lm.fit(dataset, epochs=config.pretrain_epochs, verbose=2, shuffle=False)
+        copy_pretrained(lm, model, prefix)
+
+
 def parity_batches(texts: list[str], preprocessor, n: int = 4, size: int = 16) -> list[dict]:
     """Real batches of mixed lengths for the export parity check."""
     import numpy as np
@@ -136,7 +165,7 @@ def task_metadata(config: SentimentConfig, vocab: list[str], labels: list[str], 
         "long_input": "truncate",
         "model": {"readout": config.readout, "cell": config.cell, "bidirectional": config.bidirectional,
                   "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
-                  "members": config.members},
+                  "members": config.members, "pretrain_epochs": config.pretrain_epochs},
     }
 
 
@@ -171,6 +200,8 @@ def run(config: SentimentConfig) -> dict:
             units=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
             members=config.members,
         )
+        if config.pretrain_epochs:
+            pretrain(model, config, splits["train"], preprocessor, len(vocab))
         # The same layers, trained on each member's own loss (an ensemble of independent models, side by side).
         members = member_outputs(model)
         trainer = keras.Model(model.input, members, name="trainer")

@@ -91,3 +91,25 @@ def inference_dataset(texts: list[str], preprocessor: TextPreprocessor, batch_si
     dataset = dataset.map(preprocessor.ids, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ordered_batches(dataset, batch_size)
 
+
+
+def language_model_dataset(
+    examples: list[TextExample], preprocessor: TextPreprocessor, *, batch_size: int, seed: int, out_vocab: int,
+    bidirectional: bool,
+) -> tf.data.Dataset:
+    """Batches of (ids, {"next": ids shifted left[, "previous": ids shifted right]}) for language-model
+    pre-training on the texts alone. Targets beyond the first ``out_vocab`` ids become ``<unk>``; -1 pads."""
+
+    def targets(ids, label):
+        clipped = tf.where(ids >= out_vocab, tf.ones_like(ids) * UNK_ID, ids)
+        end = tf.constant([-1], tf.int32)
+        out = {"next": tf.concat([clipped[1:], end], 0)}
+        if bidirectional:
+            out["previous"] = tf.concat([end, clipped[:-1]], 0)
+        return ids, out
+
+    dataset = tf.data.Dataset.from_tensor_slices(([ex.text for ex in examples], [ex.label for ex in examples]))
+    dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.map(targets, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    pads = {"next": -1, "previous": -1} if bidirectional else {"next": -1}
+    return bucketed_batches(dataset, batch_size, preprocessor.max_len, seed=seed, padding_values=(0, pads))

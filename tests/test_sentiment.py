@@ -239,3 +239,36 @@ def test_bad_settings_exit_2_with_a_message(tmp_path, capsys):
     assert main(["--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "no such data folder" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_language_model_targets_are_the_next_and_previous_tokens(tmp_path):
+    from pipelines import text_data
+    from pipelines.polarity import TextExample
+
+    examples = [TextExample("a b c", "positive"), TextExample("c a", "negative")]
+    vocab, labels = text_data.build_vocabularies(examples, "word")
+    assert vocab == ["<pad>", "<unk>", "a", "c", "b"]
+    text_data.write_vocabularies(tmp_path, vocab, labels)
+    preprocessor = text_data.TextPreprocessor(tmp_path, "word", 16)
+    dataset = text_data.language_model_dataset(examples, preprocessor, batch_size=1, seed=0, out_vocab=4,
+                                               bidirectional=True)
+    seen = {tuple(ids.numpy()[0]): {k: v.numpy()[0].tolist() for k, v in y.items()} for ids, y in dataset}
+    # "b" (id 4) is beyond the 4 predicted ids, so as a target it is <unk> (1); -1 marks "nothing to predict".
+    assert seen[(2, 4, 3)] == {"next": [1, 3, -1], "previous": [-1, 2, 1]}
+    assert seen[(3, 2)] == {"next": [2, -1], "previous": [-1, 3]}
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_pretrained_layers_move_into_the_classifier(bidirectional):
+    from models.sentiment import build_language_model, build_text_classifier, copy_pretrained
+
+    lm = build_language_model(30, 10, embed_dim=8, units=6, bidirectional=bidirectional, prefix="m1_")
+    assert sorted(lm.output) == (["next", "previous"] if bidirectional else ["next"])
+    classifier = build_text_classifier(30, 2, readout="last", embed_dim=8, units=6, bidirectional=bidirectional,
+                                       members=2)
+    copy_pretrained(lm, classifier, "m1_")
+    for name in ("m1_embedding", "m1_rnn_0"):
+        for a, b in zip(lm.get_layer(name).get_weights(), classifier.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(classifier.get_layer("m0_embedding").get_weights()[0],
+                              lm.get_layer("m1_embedding").get_weights()[0])

@@ -40,9 +40,9 @@ class KeyTermsConfig:
     layers: int = 2
     embed_dim: int = 128
     units: int = 128
-    dropout: float = 0.3
-    word_dropout: float = dataclasses.field(default=0.1, metadata={"help": "rate of tokens replaced by <unk>"})
-    min_count: int = dataclasses.field(default=1, metadata={"help": "tokens seen fewer times in train become <unk>"})
+    dropout: float = 0.5
+    word_dropout: float = dataclasses.field(default=0.2, metadata={"help": "rate of tokens replaced by <unk>"})
+    min_count: int = dataclasses.field(default=2, metadata={"help": "tokens seen fewer times in train become <unk>"})
     batch_size: int = 16
     learning_rate: float = 2e-3
     clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
@@ -51,6 +51,8 @@ class KeyTermsConfig:
     stride: int = dataclasses.field(default=384, metadata={"help": "distance between sliding windows, in tokens"})
     threshold: float = dataclasses.field(default=0.5, metadata={"help": "least P(in a key phrase) of a tagged token"})
     merge: str = dataclasses.field(default="max", metadata={"help": "score of a repeated term: its best or noisy-or"})
+    tune_decoding: bool = dataclasses.field(default=True, metadata={
+        "help": "after training, choose --threshold (0.1-0.5) and --merge on dev by the mean of F1@5, F1@10, F1@M"})
     synthetic_size: int = dataclasses.field(default=800, metadata={"help": "built-in training documents"})
     seed: int = 0
     quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
@@ -273,17 +275,45 @@ def predict_probs(model, preprocessor, token_lists: list[list[str]], config: Key
     return [stitch([p for _, p in parts], [s for s, _ in parts], len(words)) for parts, words in zip(per_doc, token_lists)]
 
 
-def rnn_rankings(model, preprocessor, prepared: Prepared, config: KeyTermsConfig) -> list[list[str]]:
-    """Per document, the ranked stem keys of the model's key terms (decoded as serving decodes)."""
+def split_probs(model, preprocessor, prepared: Prepared, config: KeyTermsConfig) -> list:
+    """Per document of a split, the Keras model's per-token tag probabilities."""
+    return predict_probs(model, preprocessor, [prepared.words(i) for i in range(len(prepared.docs))], config)
+
+
+def rankings_from_probs(prepared: Prepared, probs: list, threshold: float, merge: str) -> list[list[str]]:
+    """Per document, the ranked stem keys of the key terms decoded (as serving decodes) from ``probs``."""
     from pipelines.keyphrases import TAGS, phrase_key
     from serving.key_terms import key_terms
 
-    token_lists = [prepared.words(i) for i in range(len(prepared.docs))]
     rankings = []
-    for doc, tokens, probs in zip(prepared.docs, prepared.tokens, predict_probs(model, preprocessor, token_lists, config)):
-        terms, _ = key_terms(doc.text, tokens, probs, TAGS, config.threshold, config.merge)
+    for doc, tokens, p in zip(prepared.docs, prepared.tokens, probs):
+        terms, _ = key_terms(doc.text, tokens, p, TAGS, threshold, merge)
         rankings.append([phrase_key(term.term) for term in terms])
     return rankings
+
+
+def rnn_rankings(model, preprocessor, prepared: Prepared, config: KeyTermsConfig) -> list[list[str]]:
+    """Per document, the ranked stem keys of the model's key terms, with the config's decoding settings."""
+    return rankings_from_probs(prepared, split_probs(model, preprocessor, prepared, config), config.threshold,
+                               config.merge)
+
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def choose_decoding(dev: Prepared, probs: list) -> tuple[float, str, dict]:
+    """The (threshold, merge rule) with the best mean of dev F1@5, F1@10 and F1@M (all gold); and every
+    candidate's mean, for the log."""
+    from pipelines.keyphrases import score_rankings
+    from serving.key_terms import MERGES
+
+    means = {}
+    for threshold in THRESHOLDS:
+        for merge in MERGES:
+            scores = score_rankings(rankings_from_probs(dev, probs, threshold, merge), dev.gold_all, dev.gold_present)
+            means[(threshold, merge)] = (scores["f1_at_5"] + scores["f1_at_10"] + scores["f1_at_m"]) / 3
+    threshold, merge = max(means, key=lambda key: (means[key], key == (0.5, "max")))
+    return threshold, merge, means
 
 
 def tfidf_rankings(baseline, prepared: Prepared) -> list[list[str]]:
@@ -413,11 +443,17 @@ def run(config: KeyTermsConfig) -> dict:
         model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
         train_seconds = time.time() - started
 
+        probs = {split: split_probs(model, preprocessor, prepared[split], config) for split in ("valid", "test")}
+        if config.tune_decoding:
+            threshold, merge, means = choose_decoding(prepared["valid"], probs["valid"])
+            print("decoding on dev (mean of F1@5, F1@10, F1@M): "
+                  + ", ".join(f"{t} {m} {v:.4f}" for (t, m), v in means.items()) + f"; chosen: {threshold} {merge}")
+            config = dataclasses.replace(config, threshold=threshold, merge=merge)
         baseline = fit_tfidf(prepared["train"])
-        metrics: dict = {}
+        metrics: dict = {"decoding_threshold": config.threshold, "decoding_noisy_or": int(config.merge == "noisy_or")}
         for split, prefix in (("valid", "dev_"), ("test", "")):
             p = prepared[split]
-            for system, ranked in (("rnn", rnn_rankings(model, preprocessor, p, config)),
+            for system, ranked in (("rnn", rankings_from_probs(p, probs[split], config.threshold, config.merge)),
                                    ("tfidf", tfidf_rankings(baseline, p))):
                 scores = score_rankings(ranked, p.gold_all, p.gold_present)
                 keep = scores if not prefix else {k: scores[k] for k in SHOWN}

@@ -7,7 +7,7 @@ w2 = -w1/2 flips h^T from near 0 to near 1 within a sliver of parameter space. T
 either side the loss is nearly flat.
 
 Gradient descent (Keras SGD, a fixed learning rate) starts on the flat side and walks towards the cliff; on its
-wall the gradient is thousands of times larger and one step throws the parameters far away. The same descent
+wall the gradient is hundreds of times larger and one step throws the parameters far away. The same descent
 with the gradient's norm clipped (``global_clipnorm``) takes a bounded step there and settles in the valley.
 """
 

@@ -175,10 +175,12 @@ def test_gated_cells_remember_where_simple_rnn_forgets(vanished):
 
 def test_simple_rnn_gradient_vanishes_and_a_trained_gated_cell_keeps_it(vanished):
     summary = vanished["summary"]
-    assert summary["rnn_grad_first_over_last_init"] < 1e-2
-    best_gated = max(summary["lstm_grad_first_over_last_trained"], summary["gru_grad_first_over_last_trained"])
-    assert best_gated > 10 * summary["rnn_grad_first_over_last_trained"]
-    assert best_gated > 1e-2
+    assert summary["rnn_grad_first_over_last_init"] < 1e-2  # ||dL/dh_1|| is a tiny part of ||dL/dh_T||
+    longest = vanished["results"][str(max(vanished["settings"]["lengths"]))]
+    best = max(("lstm", "gru"), key=lambda cell: longest[cell]["accuracy"])  # the gated cell that learned best
+    trained = summary[f"{best}_grad_first_over_last_trained"]
+    assert trained > 1e-2
+    assert trained > 100 * summary[f"{best}_grad_first_over_last_init"]
 
 
 # 5. trimming versus CTC
@@ -216,17 +218,17 @@ def test_alignment_counts_follow_the_formula(ctc):
 def test_cli_quick_writes_figures_numbers_and_metrics(tmp_path, capsys):
     out = tmp_path / "lessons"
     figures = tmp_path / "figures"
-    assert main(["--quick", "--only", "ctc_vs_trimming,linear_rnn", "--out", str(out), "--figures", str(figures)]) == 0
+    assert main(["--quick", "--only", "ctc_vs_trimming", "--out", str(out), "--figures", str(figures)]) == 0
     printed = capsys.readouterr().out
-    assert "== linear_rnn" in printed and "== ctc_vs_trimming" in printed
-    for name in ("linear_rnn", "ctc_vs_trimming"):
+    assert "== ctc_vs_trimming" in printed and "好棒棒" in printed
+    for name in ("ctc_vs_trimming",):
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert png.stat().st_size < 150_000
         assert (figures / f"{name}.png").read_bytes() == png.read_bytes()
         json.loads((out / f"{name}.json").read_text(), parse_constant=_no_nan)
     metrics = json.loads((out / "metrics.json").read_text(), parse_constant=_no_nan)
-    assert set(metrics) == {"linear_rnn", "ctc_vs_trimming"}
+    assert set(metrics) == {"ctc_vs_trimming"}
     assert not list(tmp_path.glob(".lessons.partial-*"))
 
 

@@ -41,7 +41,7 @@ class Settings:
     @classmethod
     def quick(cls) -> "Settings":
         """Shorter sequences and fewer steps."""
-        return cls(length=30, steps=150, eval_size=256)
+        return cls(length=30, steps=100, eval_size=256)
 
 
 def train(settings: Settings, clipping: str, seed: int) -> dict:

@@ -146,7 +146,7 @@ def word_run(tmp_path_factory):
     from pipelines.sentiment import SentimentConfig, run
 
     out = tmp_path_factory.mktemp("runs") / "sentiment"
-    metrics = run(SentimentConfig(out=str(out), quick=True, epochs=5, synthetic_size=1500))
+    metrics = run(SentimentConfig(out=str(out), quick=True, epochs=5, synthetic_size=1200))
     return out, metrics
 
 

@@ -19,11 +19,12 @@ READOUTS = ("last", "mean", "attention")
 
 
 def _member(token_ids, prefix: str, n_classes: int, *, readout, cell, embed_dim, units, layers, bidirectional,
-            dropout, attention_units, vocab_size):
+            dropout, attention_units, vocab_size, pool_embeddings):
     """One classifier on ``token_ids``: (class probabilities, attention weights or None)."""
     x = keras.layers.Embedding(vocab_size, embed_dim, mask_zero=True, name=f"{prefix}embedding")(token_ids)
     if dropout:
         x = keras.layers.SpatialDropout1D(dropout, name=f"{prefix}embedding_dropout")(x)
+    embedded = x
     x = recurrent_stack(x, cell, units, layers - 1, bidirectional=bidirectional, dropout=dropout, prefix=f"{prefix}rnn")
     weights = None
     if readout == "last":
@@ -35,6 +36,9 @@ def _member(token_ids, prefix: str, n_classes: int, *, readout, cell, embed_dim,
             features = MaskedPooling("mean_max", name=f"{prefix}pooling")(x)
         else:
             features, weights = AttentionPooling(attention_units, return_attention=True, name=f"{prefix}attention")(x)
+    if pool_embeddings:  # a bag-of-words path beside the recurrent read-out
+        pooled = MaskedPooling("max", name=f"{prefix}embedding_pooling")(embedded)
+        features = keras.layers.Concatenate(name=f"{prefix}features")([features, pooled])
     if dropout:
         features = keras.layers.Dropout(dropout, name=f"{prefix}features_dropout")(features)
     probs = keras.layers.Dense(n_classes, activation="softmax", name=f"{prefix}{OUTPUT}")(features)
@@ -54,6 +58,7 @@ def build_text_classifier(
     dropout: float = 0.5,
     attention_units: int = 64,
     members: int = 1,
+    pool_embeddings: bool = False,
 ) -> keras.Model:
     """Builds the classifier.
 
@@ -63,6 +68,8 @@ def build_text_classifier(
       readout: ``last``, ``mean`` (mean and max over the real steps) or ``attention``.
       cell, embed_dim, units, layers, bidirectional, dropout: sizes of the network.
       attention_units: width of the attention's scoring layer.
+      pool_embeddings: also feed the classifier the max over the steps of the word embeddings (a bag-of-words
+        path beside the recurrent read-out).
       members: with more than one, an ensemble: that many independent classifiers (layers named ``m0_...``,
         ``m1_...``) whose probabilities (and attention weights) are averaged. Train each member on its own loss
         (:func:`member_outputs`).
@@ -80,7 +87,8 @@ def build_text_classifier(
         raise ValueError(f"members must be at least 1, got {members}")
     token_ids = keras.Input(shape=(None,), dtype="int32", name=INPUT)
     sizes = dict(readout=readout, cell=cell, embed_dim=embed_dim, units=units, layers=layers,
-                 bidirectional=bidirectional, dropout=dropout, attention_units=attention_units, vocab_size=vocab_size)
+                 bidirectional=bidirectional, dropout=dropout, attention_units=attention_units, vocab_size=vocab_size,
+                 pool_embeddings=pool_embeddings)
     if members == 1:
         probs, weights = _member(token_ids, "", n_classes, **sizes)
     else:

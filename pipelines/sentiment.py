@@ -37,6 +37,8 @@ class SentimentConfig:
     layers: int = 1
     embed_dim: int = 128
     hidden: int = dataclasses.field(default=128, metadata={"help": "recurrent units per direction"})
+    pool_embeddings: bool = dataclasses.field(
+        default=False, metadata={"help": "also classify from the max-pooled word embeddings (bag of words)"})
     members: int = dataclasses.field(default=1, metadata={"help": "ensemble size: independent models averaged"})
     pretrain_epochs: int = dataclasses.field(
         default=0, metadata={"help": "epochs of language-model pre-training on the training texts; 0: none"})
@@ -165,7 +167,8 @@ def task_metadata(config: SentimentConfig, vocab: list[str], labels: list[str], 
         "long_input": "truncate",
         "model": {"readout": config.readout, "cell": config.cell, "bidirectional": config.bidirectional,
                   "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
-                  "members": config.members, "pretrain_epochs": config.pretrain_epochs},
+                  "members": config.members, "pool_embeddings": config.pool_embeddings,
+                  "pretrain_epochs": config.pretrain_epochs},
     }
 
 
@@ -198,7 +201,7 @@ def run(config: SentimentConfig) -> dict:
         model = build_text_classifier(
             len(vocab), len(labels), readout=config.readout, cell=config.cell, embed_dim=config.embed_dim,
             units=config.hidden, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
-            members=config.members,
+            members=config.members, pool_embeddings=config.pool_embeddings,
         )
         if config.pretrain_epochs:
             pretrain(model, config, splits["train"], preprocessor, len(vocab))

@@ -272,3 +272,19 @@ def test_pretrained_layers_move_into_the_classifier(bidirectional):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(classifier.get_layer("m0_embedding").get_weights()[0],
                               lm.get_layer("m1_embedding").get_weights()[0])
+
+
+@pytest.mark.parametrize("readout", ["last", "attention"])
+def test_the_embedding_path_converts_exactly_and_ignores_padding(readout):
+    import onnxruntime as ort
+
+    from export.keras_onnx import convert
+    from models.sentiment import build_text_classifier
+
+    model = build_text_classifier(30, 2, readout=readout, embed_dim=8, units=6, pool_embeddings=True, dropout=0.0)
+    assert model.get_layer("embedding_pooling").mode == "max"
+    ids = np.array([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]], np.int32)
+    session = ort.InferenceSession(convert(model).SerializeToString())
+    got = session.run(["class_probs"], {"token_ids": ids})[0]
+    assert np.abs(got - np.asarray(model(ids)["class_probs"])).max() <= 1e-5
+    np.testing.assert_allclose(np.asarray(model(ids[:1, :3])["class_probs"]), got[:1], atol=1e-6)

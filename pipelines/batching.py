@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -48,3 +49,14 @@ def bucketed_batches(
 def ordered_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     """Pads and batches in input order (for prediction, where outputs must line up with the inputs)."""
     return dataset.padded_batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def parity_batches(id_batches, limit: int = 4) -> list[dict]:
+    """The first ``limit`` padded id batches as export parity inputs: ``{"token_ids": int32, "lengths": ...}``."""
+    batches = []
+    for ids in id_batches:
+        if len(batches) == limit:
+            break
+        ids = np.asarray(ids, dtype=np.int32)
+        batches.append({"token_ids": ids, "lengths": (ids != 0).sum(axis=1)})
+    return batches

@@ -134,15 +134,10 @@ def pretrain(model, config: SentimentConfig, train: list[TextExample], preproces
 
 def parity_batches(texts: list[str], preprocessor, n: int = 4, size: int = 16) -> list[dict]:
     """Real batches of mixed lengths for the export parity check."""
-    import numpy as np
-
+    from pipelines import batching
     from pipelines.text_data import inference_dataset
 
-    batches = []
-    for ids in inference_dataset(texts[: n * size], preprocessor, batch_size=size):
-        ids = ids.numpy().astype(np.int32)
-        batches.append({"token_ids": ids, "lengths": (ids != 0).sum(axis=1)})
-    return batches
+    return batching.parity_batches(inference_dataset(texts[: n * size], preprocessor, batch_size=size), n)
 
 
 def task_metadata(config: SentimentConfig, vocab: list[str], labels: list[str], model) -> dict:

@@ -84,15 +84,10 @@ def load_data(config: SlotFillingConfig) -> dict[str, list[SlotExample]]:
 
 def parity_batches(examples: list[SlotExample], preprocessor, n: int = 4, size: int = 16) -> list[dict]:
     """Real batches of mixed lengths (in data order, so each batch pads short sentences) for export parity."""
-    import numpy as np
-
+    from pipelines import batching
     from pipelines.slot_data import inference_dataset
 
-    batches = []
-    for ids in inference_dataset(examples[: n * size], preprocessor, batch_size=size):
-        ids = ids.numpy().astype(np.int32)
-        batches.append({"token_ids": ids, "lengths": (ids != 0).sum(axis=1)})
-    return batches
+    return batching.parity_batches(inference_dataset(examples[: n * size], preprocessor, batch_size=size), n)
 
 
 def task_metadata(config, vocab, tags, intents) -> dict:

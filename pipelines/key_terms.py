@@ -404,7 +404,6 @@ def table(metrics: dict) -> str:
 def run(config: KeyTermsConfig) -> dict:
     """Trains, evaluates and exports; returns the metrics. The run dir appears only when all succeeded."""
     from export import export_model
-    from export.rundir import staged
     from models.losses import SummedSequenceCrossEntropy
     from models.tagger import OUTPUT, build_tagger
     from pipelines import training
@@ -414,15 +413,12 @@ def run(config: KeyTermsConfig) -> dict:
     config.check()
     config = config.resolved()
     splits = load_data(config)
-    training.set_seed(config.seed)
-    training.quiet_warnings()
     started = time.time()
-    with staged(config.out) as run_dir, training.training_log(run_dir / "train.log"):
+    with training.task_run(config, TASK) as run_dir:
         prepared = {name: prepare(docs) for name, docs in splits.items()}
         vocab = build_vocabulary(prepared["train"], config.min_count)
         write_vocab(run_dir / VOCAB_FILE, vocab, "vocabulary")
         write_vocab(run_dir / TAGS_FILE, TAGS, "tags")
-        (run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(config)}, indent=2))
         for name, p in prepared.items():
             longest = max(len(t) for t in p.tokens)
             print(f"{name}: {len(p.docs)} documents, {sum(map(len, p.tokens))} tokens (longest {longest}), "

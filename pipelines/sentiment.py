@@ -172,7 +172,6 @@ def run(config: SentimentConfig) -> dict:
     import keras
 
     from export import export_model
-    from export.rundir import staged
     from models.sentiment import build_text_classifier, member_outputs
     from pipelines import text_data, training
     from pipelines.evaluation import ValidationScore
@@ -180,13 +179,10 @@ def run(config: SentimentConfig) -> dict:
     config.check()
     config = config.resolved()
     splits = load_data(config)
-    training.set_seed(config.seed)
-    training.quiet_warnings()
     started = time.time()
-    with staged(config.out) as run_dir, training.training_log(run_dir / "train.log"):
+    with training.task_run(config, TASK) as run_dir:
         vocab, labels = text_data.build_vocabularies(splits["train"], config.units, config.min_count)
         text_data.write_vocabularies(run_dir, vocab, labels)
-        (run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(config)}, indent=2))
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())}; "
               f"{len(vocab)} {config.units} tokens, labels {labels}")
 

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
 from pipelines.config import build_parser, from_args
@@ -119,7 +118,6 @@ def run(config: SlotFillingConfig) -> dict:
     import keras
 
     from export import export_model
-    from export.rundir import staged
     from models.losses import SummedSequenceCrossEntropy
     from models.slot_filling import INTENT_OUTPUT, SLOT_OUTPUT, build_slot_filler
     from pipelines import slot_data, training
@@ -130,13 +128,10 @@ def run(config: SlotFillingConfig) -> dict:
     splits = load_data(config)
     for name, examples in splits.items():
         slot_data.check_lengths(examples, config.max_len, name)
-    training.set_seed(config.seed)
     started = time.time()
-    training.quiet_warnings()
-    with staged(config.out) as run_dir, training.training_log(run_dir / "train.log"):
+    with training.task_run(config, TASK) as run_dir:
         vocab, tags, intents = slot_data.build_vocabularies(splits["train"])
         slot_data.write_vocabularies(run_dir, vocab, tags, intents)
-        (run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(config)}, indent=2))
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())}; "
               f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -76,3 +78,17 @@ def callbacks(run_dir: Path, monitor: str, patience: int, first: list | None = N
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
     ]
+
+
+@contextlib.contextmanager
+def task_run(config, task: str):
+    """Opens a task's run: seeds everything, quiets the expected warnings, and yields the staged run dir (see
+    ``export.rundir.staged``) with ``config.json`` written and stdout copied into ``train.log``."""
+    from export.rundir import staged
+
+    set_seed(config.seed)
+    quiet_warnings()
+    with staged(config.out) as run_dir, training_log(run_dir / "train.log"):
+        config_json = json.dumps({"task": task, **dataclasses.asdict(config)}, indent=2)
+        (run_dir / "config.json").write_text(config_json)
+        yield run_dir

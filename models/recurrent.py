@@ -1,10 +1,15 @@
-"""The recurrent encoder factory: SimpleRNN / LSTM / GRU, uni- or bidirectional, stacked."""
+"""The recurrent encoder factory: SimpleRNN / LSTM / GRU / Clockwork RNN / SCRN, uni- or bidirectional, stacked."""
 
 from __future__ import annotations
 
 import keras
 
-CELLS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+from models.cells import clockwork_rnn, scrn
+
+# name → layer factory ``(units, return_sequences=..., name=...) -> layer``; the tasks' --cell choices
+CELLS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
+         "cwrnn": clockwork_rnn, "scrn": scrn}
+CELL_CHOICES = tuple(CELLS)
 
 
 def recurrent_layer(
@@ -13,7 +18,8 @@ def recurrent_layer(
     """One recurrent layer.
 
     Args:
-      cell: ``rnn``, ``lstm`` or ``gru``.
+      cell: ``rnn``, ``lstm``, ``gru``, ``cwrnn`` (:class:`models.cells.ClockworkRNNCell`) or ``scrn``
+        (:class:`models.cells.SCRNCell`).
       units: hidden units per direction.
       return_sequences: output every step (True) or the last one.
       bidirectional: wrap in ``Bidirectional`` (forward and backward outputs concatenated).
@@ -42,3 +48,30 @@ def recurrent_stack(
         if dropout:
             x = keras.layers.Dropout(dropout, name=f"{prefix}_{i}_dropout")(x)
     return x
+
+
+def recurrent_classifier(cell: str, units: int, steps: int | None, features: int, outputs: int,
+                         name: str | None = None, **layer_kwargs) -> keras.Model:
+    """A recurrent layer of any :data:`CELLS` cell over ``[batch, steps, features]`` and a Dense read-out.
+
+    The same contract as :func:`models.lessons.sequence_classifier` (the recurrent layer is named ``recurrent``,
+    the read-out ``readout``, no activation), so :func:`models.lessons.probed_classifier` probes it too.
+
+    Args:
+      cell: a :data:`CELLS` name.
+      units: hidden units (SCRN: hidden plus context).
+      steps: sequence length (None: any).
+      features: input size per step.
+      outputs: read-out size.
+      name: model name.
+      **layer_kwargs: passed to the recurrent layer (e.g. ``return_sequences``).
+
+    Raises:
+      ValueError: unknown cell.
+    """
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    inputs = keras.Input((steps, features), name="x")
+    h = CELLS[cell](units, name="recurrent", **layer_kwargs)(inputs)
+    y = keras.layers.Dense(outputs, name="readout")(h)
+    return keras.Model(inputs, y, name=name or f"{cell}_classifier")

@@ -477,10 +477,11 @@ def run(config: KeyTermsConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.recurrent import CELL_CHOICES
     from serving.key_terms import MERGES
 
     parser = build_parser(
-        KeyTermsConfig, __doc__.split("\n\n")[1], choices={"cell": ("rnn", "lstm", "gru"), "merge": MERGES},
+        KeyTermsConfig, __doc__.split("\n\n")[1], choices={"cell": CELL_CHOICES, "merge": MERGES},
         prog="python -m pipelines.key_terms",
     )
     config = from_args(KeyTermsConfig, parser.parse_args(argv))

@@ -227,11 +227,12 @@ def run(config: SentimentConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.recurrent import CELL_CHOICES
     from models.sentiment import READOUTS
 
     parser = build_parser(
         SentimentConfig, __doc__.split("\n\n")[1],
-        choices={"cell": ("rnn", "lstm", "gru"), "units": ("word", "char"), "readout": READOUTS},
+        choices={"cell": CELL_CHOICES, "units": ("word", "char"), "readout": READOUTS},
         prog="python -m pipelines.sentiment",
     )
     config = from_args(SentimentConfig, parser.parse_args(argv))

@@ -173,8 +173,10 @@ def run(config: SlotFillingConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.recurrent import CELL_CHOICES
+
     parser = build_parser(
-        SlotFillingConfig, __doc__.split("\n\n")[1], choices={"cell": ("rnn", "lstm", "gru")},
+        SlotFillingConfig, __doc__.split("\n\n")[1], choices={"cell": CELL_CHOICES},
         prog="python -m pipelines.slot_filling",
     )
     config = from_args(SlotFillingConfig, parser.parse_args(argv))

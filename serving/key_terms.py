@@ -210,6 +210,7 @@ class KeyTermsPredictor:
     """
 
     task = "key_terms"
+    input_kind = "text"
 
     def __init__(self, model: OnnxModel, metadata: dict):
         self.model = model

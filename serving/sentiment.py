@@ -54,6 +54,7 @@ class SentimentPredictor:
     """
 
     task = "sentiment"
+    input_kind = "text"
 
     def __init__(self, model: OnnxModel, metadata: dict):
         self.model = model

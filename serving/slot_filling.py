@@ -47,6 +47,7 @@ class SlotFillingPredictor:
     """
 
     task = "slot_filling"
+    input_kind = "text"
 
     def __init__(self, model: OnnxModel, metadata: dict):
         self.model = model

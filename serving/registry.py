@@ -108,6 +108,7 @@ def check_input(kind: str, x, limits: Limits, where: str = "input"):
         if len(x) > limits.max_text_chars:
             raise LimitError("text_too_long", f"{where} has {len(x)} characters; the limit is "
                                               f"{limits.max_text_chars}")
+        _check_unicode(x, where)
         return x
     if kind == "audio":
         if not isinstance(x, (bytes, bytearray)):
@@ -127,8 +128,26 @@ def check_input(kind: str, x, limits: Limits, where: str = "input"):
         if chars > limits.max_text_chars:
             raise LimitError("text_too_long", f"{where} holds {chars} characters of text; the limit is "
                                               f"{limits.max_text_chars}")
+        _check_unicode(x, where)
         return x
     raise ModelError(f"unknown input kind {kind!r}; known: {', '.join(INPUT_KINDS)}")
+
+
+def _check_unicode(x, where: str) -> None:
+    """Refuses strings that cannot be UTF-8 encoded (lone surrogates, which JSON's ``\\ud800`` escapes allow)."""
+    if isinstance(x, dict):
+        for key, value in x.items():
+            _check_unicode(key, where)
+            _check_unicode(value, f"{where}.{key}")
+    elif isinstance(x, list):
+        for i, value in enumerate(x):
+            _check_unicode(value, f"{where}[{i}]")
+    elif isinstance(x, str):
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise InputError(f"{where} holds a lone surrogate (U+{ord(x[err.start]):04X} at index {err.start}); "
+                             f"send valid Unicode") from None
 
 
 def _json_type(x) -> str:

@@ -177,6 +177,8 @@ def parse_json_inputs(body: bytes, kind: str) -> tuple[list, bool]:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(400, "malformed_json", f"the body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ApiError(400, "malformed_json", "the body's JSON is nested too deeply") from None
     if not isinstance(payload, dict) or len({"input", "inputs"} & set(payload)) != 1:
         raise ApiError(422, "invalid_request",
                        'the body must be a JSON object with "input" (one input) or "inputs" (a list of inputs)')

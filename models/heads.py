@@ -81,7 +81,7 @@ class AttentionPooling(keras.layers.Layer):
 
 def tagger_head(x, n_tags: int, name: str = "tag_probs"):
     """A softmax over tags at every step: the per-word slot distribution."""
-    return keras.layers.Dense(n_tags, activation="softmax", name=name)(x)
+    return keras.layers.Dense(n_tags, activation="softmax", dtype="float32", name=name)(x)
 
 
 def classifier_head(xs, n_classes: int, *, pooling: str = "mean_max", dropout: float = 0.0, name: str = "class_probs"):
@@ -95,4 +95,4 @@ def classifier_head(xs, n_classes: int, *, pooling: str = "mean_max", dropout: f
     pooled = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name=f"{name}_features")(pooled)
     if dropout:
         pooled = keras.layers.Dropout(dropout, name=f"{name}_dropout")(pooled)
-    return keras.layers.Dense(n_classes, activation="softmax", name=name)(pooled)
+    return keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name=name)(pooled)

@@ -24,12 +24,14 @@ def bucketed_batches(
     seed: int = 0,
     padding_values=None,
     augment=None,
+    drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Batches a dataset of (ids, labels) with ids [time], grouping sentences of similar length.
 
     The preprocessed examples are cached, reshuffled each epoch (seeded), bucketed by length with
     ``bucket_by_sequence_length``, padded (ids with 0, labels with ``padding_values``) and prefetched.
     ``augment`` (e.g. word dropout) maps each example after the cache, so it differs from epoch to epoch.
+    ``drop_remainder`` drops each bucket's last short batch (distributed training splits every batch evenly).
     """
     dataset = dataset.cache()
     if shuffle:
@@ -42,6 +44,7 @@ def bucketed_batches(
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padding_values=padding_values,
+        drop_remainder=drop_remainder,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
 

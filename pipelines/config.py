@@ -21,12 +21,15 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """Makes a parser with one ``--flag-name`` per field of ``config_cls`` (defaults from the dataclass).
 
-    Booleans take ``--flag`` / ``--no-flag``; a field whose metadata has ``help`` shows it.
+    Booleans take ``--flag`` / ``--no-flag``; a field whose metadata has ``help`` shows it. Fields inherited from
+    ``pipelines.training.TrainingOptions`` (strategy, workers, ...) come last.
     """
+    from pipelines.training import TRAINING_OPTION_FIELDS
+
     choices = choices or {}
     parser = argparse.ArgumentParser(prog=prog, description=description)
     hints = typing.get_type_hints(config_cls)
-    for field in dataclasses.fields(config_cls):
+    for field in sorted(dataclasses.fields(config_cls), key=lambda f: f.name in TRAINING_OPTION_FIELDS):
         flag = "--" + field.name.replace("_", "-")
         kind = hints[field.name]
         help_text = f"{field.metadata.get('help', '')} (default: {field.default})".strip()

@@ -92,15 +92,16 @@ def word_dropout(rate: float, seed: int):
 
 def training_dataset(
     examples: list[SlotExample], preprocessor: SlotPreprocessor, *, batch_size: int, max_len: int, seed: int,
-    word_dropout_rate: float = 0.0,
+    word_dropout_rate: float = 0.0, drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Shuffled, length-bucketed, padded batches for ``fit``."""
+    """Shuffled, length-bucketed, padded batches for ``fit`` (``drop_remainder``: only full batches)."""
     dataset = tf.data.Dataset.from_tensor_slices(_columns(examples))
     dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return bucketed_batches(
         dataset, batch_size, max_len, seed=seed,
         padding_values=(0, {"slot_probs": PAD_LABEL, "intent_probs": PAD_LABEL}),
         augment=word_dropout(word_dropout_rate, seed) if word_dropout_rate else None,
+        drop_remainder=drop_remainder,
     )
 
 

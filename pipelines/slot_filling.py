@@ -19,13 +19,15 @@ import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
 from pipelines.config import build_parser, from_args
 from pipelines.readers import DataError, SlotExample, read_dataset
 from pipelines.synthetic import synthetic_dataset
+from pipelines.distribute import STRATEGIES
+from pipelines.training import TrainingOptions
 
 TASK = "slot_filling"
 DEMO = "show me flights from boston to denver on monday morning"
 
 
 @dataclasses.dataclass(frozen=True)
-class SlotFillingConfig:
+class SlotFillingConfig(TrainingOptions):
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "ATIS-style folder; none: built-in data"})
     out: str = dataclasses.field(default="runs/slot_filling", metadata={"help": "run dir to write"})
     epochs: int = dataclasses.field(default=40, metadata={"help": "most epochs (early stopping may end sooner)"})
@@ -36,7 +38,7 @@ class SlotFillingConfig:
     units: int = 128
     dropout: float = 0.3
     word_dropout: float = dataclasses.field(default=0.05, metadata={"help": "rate of words replaced by <unk>"})
-    batch_size: int = 32
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "examples per batch and replica"})
     learning_rate: float = 2e-3
     intent_weight: float = dataclasses.field(default=1.0, metadata={"help": "weight of the intent loss"})
     clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
@@ -120,7 +122,8 @@ def run(config: SlotFillingConfig) -> dict:
     from export import export_model
     from models.losses import SummedSequenceCrossEntropy
     from models.slot_filling import INTENT_OUTPUT, SLOT_OUTPUT, build_slot_filler
-    from pipelines import slot_data, training
+    from pipelines import distribute, slot_data, training
+    from pipelines.cudnn import warn_cudnn
     from pipelines.evaluation import ValidationMetrics, evaluate
 
     config.check()
@@ -129,32 +132,43 @@ def run(config: SlotFillingConfig) -> dict:
     for name, examples in splits.items():
         slot_data.check_lengths(examples, config.max_len, name)
     started = time.time()
-    with training.task_run(config, TASK) as run_dir:
+    with training.distributed_run(config, TASK) as run:
+        run_dir = run.dir
         vocab, tags, intents = slot_data.build_vocabularies(splits["train"])
         slot_data.write_vocabularies(run_dir, vocab, tags, intents)
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())}; "
-              f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents")
+              f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents; "
+              f"{run.replicas} replica(s), worker {run.worker.index + 1} of {run.worker.count}")
 
         preprocessor = slot_data.SlotPreprocessor(run_dir)
-        train_ds = slot_data.training_dataset(
-            splits["train"], preprocessor, batch_size=config.batch_size, max_len=config.max_len,
-            seed=config.seed, word_dropout_rate=config.word_dropout,
-        )
-        model = build_slot_filler(
-            len(vocab), len(tags), len(intents), cell=config.cell, embed_dim=config.embed_dim, units=config.units,
-            layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
-        )
-        model.compile(
-            optimizer=training.optimizer(config.learning_rate, config.clipnorm),
-            loss={SLOT_OUTPUT: SummedSequenceCrossEntropy(), INTENT_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
-            loss_weights={SLOT_OUTPUT: 1.0, INTENT_OUTPUT: config.intent_weight},
-            metrics={INTENT_OUTPUT: ["accuracy"]},
-        )
+
+        def epoch_data(epoch: int):
+            dataset = slot_data.training_dataset(
+                splits["train"], preprocessor, batch_size=config.batch_size * run.replicas,
+                max_len=config.max_len, seed=training.epoch_seed(config.seed, epoch),
+                word_dropout_rate=config.word_dropout, drop_remainder=run.replicas > 1,
+            )
+            return distribute.distributed_options(dataset) if run.worker.count > 1 else dataset
+
+        def build():
+            return build_slot_filler(
+                len(vocab), len(tags), len(intents), cell=config.cell, embed_dim=config.embed_dim,
+                units=config.units, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
+            )
+
+        with run.strategy.scope():
+            model = build()
+            model.compile(
+                optimizer=training.optimizer(config.learning_rate, config.clipnorm),
+                loss={SLOT_OUTPUT: SummedSequenceCrossEntropy(),
+                      INTENT_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
+                loss_weights={SLOT_OUTPUT: 1.0, INTENT_OUTPUT: config.intent_weight},
+                metrics={INTENT_OUTPUT: ["accuracy"]},
+            )
+        warn_cudnn(model)
         validation = ValidationMetrics(splits["valid"], preprocessor, tags, intents)
-        model.fit(
-            train_ds, epochs=config.epochs, verbose=1 if sys.stdout.isatty() and not config.quick else 2, shuffle=False,
-            callbacks=training.callbacks(run_dir, "val_slot_f1", config.patience, first=[validation]),
-        )
+        training.fit_epochs(model, epoch_data, run, config, monitor="val_slot_f1", patience=config.patience,
+                            validation=[validation])
         model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
         train_seconds = time.time() - started
 
@@ -162,7 +176,10 @@ def run(config: SlotFillingConfig) -> dict:
         metrics.update(evaluate(model, splits["test"], preprocessor, tags, intents))
         metrics["train_seconds"] = round(train_seconds, 1)
         metrics["unseen_test_intents"] = sum(ex.intent not in set(intents) for ex in splits["test"])
+        if not run.worker.is_chief:
+            return metrics  # the chief writes the run dir and the export
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        model = training.float32_model(build, model)
         model.save(run_dir / "model.keras")
 
         meta = export_model(
@@ -176,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.recurrent import CELL_CHOICES
 
     parser = build_parser(
-        SlotFillingConfig, __doc__.split("\n\n")[1], choices={"cell": CELL_CHOICES},
+        SlotFillingConfig, __doc__.split("\n\n")[1], choices={"cell": CELL_CHOICES, "strategy": STRATEGIES},
         prog="python -m pipelines.slot_filling",
     )
     config = from_args(SlotFillingConfig, parser.parse_args(argv))
@@ -186,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))
+    if "onnx_max_abs_diff" not in metrics:
+        return 0  # a worker other than the chief: it exports nothing
 
     import serving
 

@@ -15,6 +15,7 @@ from serving.key_terms import KeyTerm, KeyTermsPredictor, KeyTermsResult
 from serving.sentiment import SentimentPredictor, SentimentResult
 from serving.session import OnnxModel
 from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
+from serving.speech_search import EmbeddingResult, Match, SpeechIndex, SpeechSearch
 
 PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor,
               KeyTermsPredictor.task: KeyTermsPredictor}
@@ -24,6 +25,8 @@ __all__ = [
     "SentimentPredictor", "SentimentResult",
     "SlotFillingPredictor", "SlotFillingResult",
 ]
+__all__ += ["SpeechSearch", "SpeechIndex", "EmbeddingResult", "Match"]
+PREDICTORS[SpeechSearch.task] = SpeechSearch
 
 
 def load(path: str | Path, threads: int | None = None):

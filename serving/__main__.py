@@ -15,6 +15,9 @@ import serving
 
 
 def _show(result) -> str:
+    if isinstance(result, serving.EmbeddingResult):
+        lines = [f"  {len(result.vector)}-value vector of {result.seconds:.2f} s ({result.frames} frames)"]
+        return "\n".join(lines + [f"  {m.key} ({m.label}) {m.score:.3f}" for m in result.matches])
     if isinstance(result, serving.KeyTermsResult):
         lines = [result.text if len(result.text) <= 100 else result.text[:100] + "...",
                  f"  {len(result.tokens)} tokens, {result.windows} window{'s' if result.windows > 1 else ''}"]

@@ -13,20 +13,26 @@ from serving import metadata as _metadata
 from serving.errors import InputError, ModelError, ServingError
 from serving.key_terms import KeyTerm, KeyTermsPredictor, KeyTermsResult
 from serving.sentiment import SentimentPredictor, SentimentResult
+from serving import seq2seq as _seq2seq
+from serving.seq2seq import Seq2SeqPredictor, Seq2SeqResult
 from serving.session import OnnxModel
 from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
 from serving.speech_search import EmbeddingResult, Match, SpeechIndex, SpeechSearch
+from serving.speech import SpeechRecognizer, SpeechResult, TimedSymbol
 
 PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor,
               KeyTermsPredictor.task: KeyTermsPredictor}
+PREDICTORS[Seq2SeqPredictor.task] = Seq2SeqPredictor
 
 __all__ = [
     "load", "InputError", "ModelError", "ServingError", "KeyTerm", "KeyTermsPredictor", "KeyTermsResult",
-    "SentimentPredictor", "SentimentResult",
+    "SentimentPredictor", "SentimentResult", "Seq2SeqPredictor", "Seq2SeqResult",
     "SlotFillingPredictor", "SlotFillingResult",
 ]
 __all__ += ["SpeechSearch", "SpeechIndex", "EmbeddingResult", "Match"]
 PREDICTORS[SpeechSearch.task] = SpeechSearch
+__all__ += ["SpeechRecognizer", "SpeechResult", "TimedSymbol"]
+PREDICTORS[SpeechRecognizer.task] = SpeechRecognizer
 
 
 def load(path: str | Path, threads: int | None = None):
@@ -44,6 +50,8 @@ def load(path: str | Path, threads: int | None = None):
       ModelError: the path is missing, not an ONNX model, lacks metadata, or its metadata.json does not match.
     """
     path = Path(path)
+    if _seq2seq.is_seq2seq(path):  # encoder.onnx + decoder_step.onnx
+        return _seq2seq.load_run(path, PREDICTORS, threads)
     if path.is_dir():
         onnx_path = path / "model.onnx"
         if not onnx_path.is_file():

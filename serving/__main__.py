@@ -18,6 +18,9 @@ def _show(result) -> str:
     if isinstance(result, serving.EmbeddingResult):
         lines = [f"  {len(result.vector)}-value vector of {result.seconds:.2f} s ({result.frames} frames)"]
         return "\n".join(lines + [f"  {m.key} ({m.label}) {m.score:.3f}" for m in result.matches])
+    if isinstance(result, serving.SpeechResult):
+        times = ", ".join(f"{s.symbol} {s.start:.2f}-{s.end:.2f} s" for s in result.symbols)
+        return f"{result.text or '(nothing recognised)'}  ({result.confidence:.3f}, {result.duration:.2f} s)\n  {times}"
     if isinstance(result, serving.KeyTermsResult):
         lines = [result.text if len(result.text) <= 100 else result.text[:100] + "...",
                  f"  {len(result.tokens)} tokens, {result.windows} window{'s' if result.windows > 1 else ''}"]
@@ -77,7 +80,7 @@ def _serve(args) -> int:
     if args.dynamic_batching:
         def make_batcher(predictor, name):
             return DynamicBatcher(predictor.predict_batch, args.max_batch_size, args.max_delay_ms,
-                                  on_batch=lambda n: metrics.batch(name, n), name=name)
+                                  on_batch=lambda n: metrics.batch(name, n), name=name, workers=args.batch_workers)
     try:
         registry = Registry(args.models, make_batcher=make_batcher, threads=args.threads)
     except serving.ServingError as err:
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="gather concurrent requests of a model into one onnxruntime call")
     serve.add_argument("--max-batch-size", type=int, default=32, help="dynamic batching: most inputs per call")
     serve.add_argument("--max-delay-ms", type=float, default=5.0, help="dynamic batching: longest wait for more")
+    serve.add_argument("--batch-workers", type=int, default=2,
+                       help="dynamic batching: batches of one model that may run at once")
     serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="limit: request body size")
     serve.add_argument("--max-batch", type=int, default=64, help="limit: inputs per request")
     serve.add_argument("--max-text-chars", type=int, default=10_000, help="limit: characters per text input")

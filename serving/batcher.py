@@ -35,13 +35,16 @@ class DynamicBatcher:
       max_batch: most inputs per call.
       max_delay_ms: longest wait for more inputs after the first of a batch arrives.
       on_batch: called with the size of each batch run (for metrics).
-      name: a name for the worker thread.
+      name: a name for the worker threads.
+      workers: batches that may run at once (each worker gathers and runs its own; onnxruntime releases the GIL,
+        so a second worker gathers the next batch while the first computes).
     """
 
     def __init__(self, predict_batch: Callable, max_batch: int = 32, max_delay_ms: float = 5.0,
-                 on_batch: Callable[[int], None] | None = None, name: str = "model"):
-        if max_batch < 1 or max_delay_ms < 0:
-            raise ValueError(f"max_batch must be ≥ 1 and max_delay_ms ≥ 0, got {max_batch}, {max_delay_ms}")
+                 on_batch: Callable[[int], None] | None = None, name: str = "model", workers: int = 1):
+        if max_batch < 1 or max_delay_ms < 0 or workers < 1:
+            raise ValueError(f"max_batch and workers must be ≥ 1 and max_delay_ms ≥ 0, got {max_batch}, "
+                             f"{workers}, {max_delay_ms}")
         self.predict_batch = predict_batch
         self.max_batch = max_batch
         self.max_delay = max_delay_ms / 1000.0
@@ -49,8 +52,10 @@ class DynamicBatcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._run, name=f"batcher-{name}-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, x) -> Future:
         """Queues one input; the future resolves to its result (or raises its error).
@@ -66,14 +71,16 @@ class DynamicBatcher:
         return future
 
     def close(self, wait: bool = False) -> None:
-        """Stops taking inputs; the worker finishes those already queued, then ends."""
+        """Stops taking inputs; the workers finish those already queued, then end."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
+            for _ in self._threads:
+                self._queue.put(_STOP)  # one per worker, after everything already queued
         if wait:
-            self._thread.join()
+            for thread in self._threads:
+                thread.join()
 
     def _run(self) -> None:
         stopping = False

@@ -19,11 +19,12 @@ This module imports FastAPI; ``import serving`` does not import it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import base64
 import binascii
+import dataclasses
 import json
 import logging
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -289,6 +290,7 @@ def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics |
         yield
         app.state.ready = False
         await anyio.to_thread.run_sync(registry.close)
+        print(f"server stopped gracefully ({metrics.in_flight} requests in flight)", file=sys.stderr, flush=True)
 
     app = FastAPI(title="rnn-toolkit model server", version="1", lifespan=lifespan,
                   description="Predictions from exported rnn-toolkit models over onnxruntime.")

@@ -242,7 +242,10 @@ async def run_predict(entry: ModelEntry, inputs: list) -> list:
     """Runs the inputs through the entry's batcher (one future each) or one ``predict_batch`` in a worker thread."""
     if entry.batcher is None:
         return await anyio.to_thread.run_sync(entry.predictor.predict_batch, inputs)
-    futures = [asyncio.wrap_future(entry.batcher.submit(x)) for x in inputs]
+    try:
+        futures = [asyncio.wrap_future(entry.batcher.submit(x)) for x in inputs]
+    except BatcherClosed:  # the model was swapped after this request took it: finish on the model it took
+        return await anyio.to_thread.run_sync(entry.predictor.predict_batch, inputs)
     outcomes = await asyncio.gather(*futures, return_exceptions=True)
     for i, outcome in enumerate(outcomes):
         if isinstance(outcome, BaseException):

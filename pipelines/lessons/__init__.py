@@ -12,6 +12,8 @@ run), ``run(settings, seed) -> dict`` (plain numbers, a ``summary`` among them),
 - ``vanishing``: SimpleRNN vs LSTM vs GRU on a recall task at growing lengths; dL/dh_t against t.
 - ``ctc_vs_trimming``: collapsing repeated frames cannot give "好棒棒"; CTC's blank can; Keras' CTC loss
   equals a brute-force sum over alignments.
+- ``ntm``: a Neural Turing Machine and an LSTM on the copy task (tested on longer copies than trained on) and
+  associative recall, trained with clipnorm; the NTM's read and write weightings over time.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import importlib
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
 
-EXPERIMENTS = ("linear_rnn", "error_surface", "clipping", "vanishing", "ctc_vs_trimming")
+EXPERIMENTS = ("linear_rnn", "error_surface", "clipping", "vanishing", "ctc_vs_trimming", "ntm")
 
 
 def experiment(name: str):

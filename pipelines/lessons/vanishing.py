@@ -1,9 +1,12 @@
-"""Lesson 4: vanishing gradients, and why LSTM and GRU help.
+"""Lesson 4: vanishing gradients, and what helps: LSTM, GRU, the Clockwork RNN and SCRN.
 
 The task (:func:`pipelines.lessons.tasks.recall_symbol`): every step shows one of 4 symbols, the first one is
 marked, and the answer is the first symbol, asked at every step; what is scored is the answer at the last step,
-``length - 1`` steps after the symbol was seen. SimpleRNN, LSTM and GRU (same units, same Adam settings, the same
-number of steps on the same batches) are trained at each length.
+``length - 1`` steps after the symbol was seen. SimpleRNN, LSTM, GRU, the Clockwork RNN
+(:class:`models.cells.ClockworkRNNCell`, modules with periods 1, 2, 4, 8) and SCRN (:class:`models.cells.SCRNCell`,
+a context state with a fixed recurrence of 0.95) are trained at each length with the same parameter budget (each
+cell gets the number of units whose recurrent layer comes closest to the LSTM's parameter count at ``units``), the
+same Adam settings and the same number of steps on the same batches.
 
 The gradient of the last step's loss with respect to each hidden state, ||dL/dh_t||, is measured at
 initialization and after training through :func:`models.lessons.probed_classifier` (a zero probe added to every
@@ -21,19 +24,48 @@ from pipelines.lessons import plots, report
 from pipelines.lessons.tasks import recall_symbol
 
 NAME = "vanishing"
-LABELS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
-COLORS = {"rnn": "C3", "lstm": "C0", "gru": "C2"}
+LABELS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU", "cwrnn": "Clockwork RNN", "scrn": "SCRN"}
+COLORS = {"rnn": "C3", "lstm": "C0", "gru": "C2", "cwrnn": "C4", "scrn": "C1"}
+
+
+def recurrent_params(cell: str, units: int, features: int) -> int:
+    """Parameters of a one-layer recurrent layer of ``units`` over ``features`` inputs (Keras' defaults: GRU with
+    ``reset_after``; the Clockwork RNN with min(4, units) modules, its block-triangular recurrent matrix counted by
+    its free blocks; SCRN with ``units // 4`` context units)."""
+    from models.cells import module_sizes
+
+    if cell == "rnn":
+        return units * (features + units + 1)
+    if cell == "lstm":
+        return 4 * units * (features + units + 1)
+    if cell == "gru":
+        return 3 * units * (features + units + 2)
+    if cell == "cwrnn":
+        sizes = module_sizes(units, min(4, units))
+        return units * (features + 1) + sum(size * (units - sum(sizes[:i])) for i, size in enumerate(sizes))
+    if cell == "scrn":
+        context = max(1, units // 4)
+        hidden = units - context
+        return features * units + context * hidden + hidden * hidden + hidden
+    raise ValueError(f"unknown cell {cell!r}")
+
+
+def budget_units(cell: str, budget: int, features: int) -> int:
+    """The number of units whose :func:`recurrent_params` comes closest to ``budget``."""
+    return min(range(2, 4 * budget), key=lambda n: (abs(recurrent_params(cell, n, features) - budget), n))
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Args: lengths: sequence lengths; cells: ``rnn`` / ``lstm`` / ``gru``; units: hidden units (all cells);
+    """Args: lengths: sequence lengths; cells: ``rnn`` / ``lstm`` / ``gru`` / ``cwrnn`` / ``scrn``; units: the
+    LSTM's hidden units, whose parameter count is every cell's budget (``equal_budget``; else all get ``units``);
     batch / steps / learning_rate / clipnorm: the training budget (Adam, global norm clipping), equal for all;
     symbols: alphabet size; eval_size: held-out examples (accuracy, loss and dL/dh_t)."""
 
     lengths: tuple = (20, 50, 100, 200)
-    cells: tuple = ("rnn", "lstm", "gru")
+    cells: tuple = ("rnn", "lstm", "gru", "cwrnn", "scrn")
     units: int = 32
+    equal_budget: bool = True
     batch: int = 32
     steps: int = 500
     learning_rate: float = 0.01
@@ -43,8 +75,8 @@ class Settings:
 
     @classmethod
     def quick(cls) -> "Settings":
-        """Two lengths, a smaller budget."""
-        return cls(lengths=(20, 60), units=16, steps=150, eval_size=128)
+        """Two lengths, a smaller budget, 16 units for every cell (the lecture's claims at equal units)."""
+        return cls(lengths=(20, 60), units=16, equal_budget=False, steps=150, eval_size=128)
 
 
 def gradient_probe(model):
@@ -55,7 +87,7 @@ def gradient_probe(model):
     as the model trains) and the norms are averaged over examples.
 
     Args:
-      model: a :func:`models.lessons.sequence_classifier` returning sequences.
+      model: a :func:`models.recurrent.recurrent_classifier` returning sequences.
 
     Returns:
       The function; ``x`` is float32 ``[batch, length, features]``, ``y`` int32 ``[batch, length]`` (only
@@ -83,6 +115,15 @@ def gradient_probe(model):
     return probe
 
 
+def units_of(settings: Settings, cell: str) -> int:
+    """The units ``cell`` gets: ``settings.units`` for the LSTM (or for all without ``equal_budget``), else the
+    count that matches the LSTM's recurrent parameters (:func:`budget_units`)."""
+    if not settings.equal_budget or cell == "lstm":
+        return settings.units
+    features = settings.symbols + 1
+    return budget_units(cell, recurrent_params("lstm", settings.units, features), features)
+
+
 class CellTrainer:
     """One cell's model, optimizer and compiled functions, trained afresh at each length from the same
     initial weights (the model takes any length, so its functions are traced once, not once per length)."""
@@ -91,14 +132,14 @@ class CellTrainer:
         import keras
         import tensorflow as tf
 
-        from models.lessons import sequence_classifier
+        from models.recurrent import recurrent_classifier
         from pipelines.training import set_seed
 
         set_seed(seed)
         self.settings, self.cell, self.seed = settings, cell, seed
         features = settings.symbols + 1
-        self.model = sequence_classifier(cell, settings.units, None, features, settings.symbols,
-                                         return_sequences=True)
+        self.units = units_of(settings, cell)
+        self.model = recurrent_classifier(cell, self.units, None, features, settings.symbols, return_sequences=True)
         self.optimizer = keras.optimizers.Adam(settings.learning_rate, global_clipnorm=settings.clipnorm)
         self.optimizer.build(self.model.trainable_variables)
         self.initial = ([v.numpy() for v in self.model.variables], [v.numpy() for v in self.optimizer.variables])
@@ -142,6 +183,7 @@ class CellTrainer:
         logits, grad_trained = self.probe(x_eval, y_eval)
         answers = y_eval[:, -1]
         return {
+            "units": self.units,
             "params": self.model.count_params(),
             "recurrent_params": self.model.get_layer("recurrent").count_params(),
             "accuracy": float(np.mean(np.argmax(logits, -1) == answers)),
@@ -157,7 +199,8 @@ def run(settings: Settings = Settings(), seed: int = 0) -> dict:
 
     Returns:
       ``results[length][cell]`` (see :meth:`CellTrainer.train`), ``chance_accuracy``, ``settings`` and ``summary``
-      (accuracy per cell and length, parameter counts, GRU/LSTM parameter ratio, and the vanishing ratio
+      (accuracy per cell and length, units and parameter counts, the GRU/LSTM parameter ratio at equal units, and
+      the vanishing ratio
       ||dL/dh_1|| / ||dL/dh_T|| per cell at the longest length, at initialization and after training).
     """
     import tensorflow as tf
@@ -178,13 +221,15 @@ def run(settings: Settings = Settings(), seed: int = 0) -> dict:
             summary[f"{cell}_accuracy_at_{length}"] = out["accuracy"]
     longest = results[max(settings.lengths)]
     for cell, out in longest.items():
+        summary[f"{cell}_units"] = out["units"]
         summary[f"{cell}_params"] = out["params"]
         summary[f"{cell}_recurrent_params"] = out["recurrent_params"]
         for when in ("init", "trained"):
             grads = out[f"grad_{when}"]
             summary[f"{cell}_grad_first_over_last_{when}"] = grads[0] / grads[-1]
-    if "gru" in longest and "lstm" in longest:
-        summary["gru_over_lstm_recurrent_params"] = longest["gru"]["recurrent_params"] / longest["lstm"]["recurrent_params"]
+    features = settings.symbols + 1  # at equal units, a GRU has 3 gate blocks where an LSTM has 4
+    summary["gru_over_lstm_recurrent_params"] = (recurrent_params("gru", settings.units, features)
+                                                 / recurrent_params("lstm", settings.units, features))
     return {"settings": dataclasses.asdict(settings), "chance_accuracy": 1 / settings.symbols,
             "results": {str(k): v for k, v in results.items()}, "summary": summary}
 
@@ -196,14 +241,15 @@ def table(result: dict) -> str:
     for length, by_cell in result["results"].items():
         rows.append([length, *[f"{by_cell[c]['accuracy']:.3f} ({by_cell[c]['loss']:.2f})" for c in cells]])
     longest = result["results"][str(max(result["settings"]["lengths"]))]
+    s = result["settings"]
+    rows.append(["units", *[str(longest[c].get("units", s["units"])) for c in cells]])
     rows.append(["parameters", *[str(longest[c]["params"]) for c in cells]])
     for when in ("init", "trained"):
         rows.append([f"|dL/dh_1| / |dL/dh_T| ({when})",
                      *[report.number(longest[c][f"grad_{when}"][0] / longest[c][f"grad_{when}"][-1], 3)
                        for c in cells]])
-    s = result["settings"]
-    return (f"recall the first of {s['symbols']} symbols (chance {result['chance_accuracy']:.2f}); {s['units']} "
-            f"units, Adam {s['learning_rate']}, {s['steps']} steps of {s['batch']}; held-out accuracy (loss) at the "
+    budget = "the LSTM's parameter count" if s.get("equal_budget") else f"{s['units']} units"
+    return (f"recall the first of {s['symbols']} symbols (chance {result['chance_accuracy']:.2f}); {budget}, Adam {s['learning_rate']}, {s['steps']} steps of {s['batch']}; held-out accuracy (loss) at the "
             f"last step; gradient ratios at length {max(s['lengths'])}\n"
             + report.table(["length", *[LABELS[c] for c in cells]], rows))
 
@@ -213,9 +259,9 @@ def plot(result: dict, path: Path) -> None:
     s = result["settings"]
     cells, lengths = s["cells"], s["lengths"]
     longest = result["results"][str(max(lengths))]
-    fig, axes = plots.figure(13, 4, ncols=3)
+    fig, axes = plots.figure(15, 4.5, ncols=3)
     for cell in cells:
-        label = f"{LABELS[cell]} ({longest[cell]['params']} parameters)"
+        label = f"{LABELS[cell]} ({longest[cell].get('units', s['units'])} units, {longest[cell]['params']} parameters)"
         axes[0].plot(lengths, [result["results"][str(n)][cell]["accuracy"] for n in lengths], "o-",
                      color=COLORS[cell], label=label)
         for ax, when in zip(axes[1:], ("init", "trained")):
@@ -228,7 +274,8 @@ def plot(result: dict, path: Path) -> None:
     axes[0].set_ylim(0, 1.05)
     axes[0].set_xlabel("sequence length")
     axes[0].set_ylabel("held-out accuracy at the last step")
-    axes[0].set_title(f"equal budgets: {s['steps']} Adam steps, {s['units']} units")
+    size = "LSTM's parameters" if s.get("equal_budget") else f"{s['units']} units"
+    axes[0].set_title(f"equal budgets: {s['steps']} Adam steps, {size}")
     axes[0].legend(fontsize=8)
     for ax, when in zip(axes[1:], ("at initialization", "after training")):
         ax.set_xlabel("step t (the loss is at the last step)")

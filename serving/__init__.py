@@ -15,24 +15,29 @@ from serving.key_terms import KeyTerm, KeyTermsPredictor, KeyTermsResult
 from serving.sentiment import SentimentPredictor, SentimentResult
 from serving import seq2seq as _seq2seq
 from serving.seq2seq import Seq2SeqPredictor, Seq2SeqResult
+from serving.translation import TranslationPredictor
 from serving.session import OnnxModel
 from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
 from serving.speech_search import EmbeddingResult, Match, SpeechIndex, SpeechSearch
 from serving.speech import SpeechRecognizer, SpeechResult, TimedSymbol
+from serving.parsing import ParsingPredictor, ParsingResult
 
 PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor,
               KeyTermsPredictor.task: KeyTermsPredictor}
 PREDICTORS[Seq2SeqPredictor.task] = Seq2SeqPredictor
+PREDICTORS[TranslationPredictor.task] = TranslationPredictor
 
 __all__ = [
     "load", "InputError", "ModelError", "ServingError", "KeyTerm", "KeyTermsPredictor", "KeyTermsResult",
-    "SentimentPredictor", "SentimentResult", "Seq2SeqPredictor", "Seq2SeqResult",
+    "SentimentPredictor", "SentimentResult", "Seq2SeqPredictor", "Seq2SeqResult", "TranslationPredictor",
     "SlotFillingPredictor", "SlotFillingResult",
 ]
 __all__ += ["SpeechSearch", "SpeechIndex", "EmbeddingResult", "Match"]
 PREDICTORS[SpeechSearch.task] = SpeechSearch
 __all__ += ["SpeechRecognizer", "SpeechResult", "TimedSymbol"]
 PREDICTORS[SpeechRecognizer.task] = SpeechRecognizer
+__all__ += ["ParsingPredictor", "ParsingResult"]
+PREDICTORS[ParsingPredictor.task] = ParsingPredictor
 
 
 def load(path: str | Path, threads: int | None = None):

@@ -15,12 +15,17 @@ import serving
 
 
 def _show(result) -> str:
+    if isinstance(result, serving.ParsingResult):
+        return f"{result.text}\n  {result.tree}" + ("" if result.well_formed else "  (repaired)")
     if isinstance(result, serving.EmbeddingResult):
         lines = [f"  {len(result.vector)}-value vector of {result.seconds:.2f} s ({result.frames} frames)"]
         return "\n".join(lines + [f"  {m.key} ({m.label}) {m.score:.3f}" for m in result.matches])
     if isinstance(result, serving.SpeechResult):
         times = ", ".join(f"{s.symbol} {s.start:.2f}-{s.end:.2f} s" for s in result.symbols)
         return f"{result.text or '(nothing recognised)'}  ({result.confidence:.3f}, {result.duration:.2f} s)\n  {times}"
+    if isinstance(result, serving.Seq2SeqResult):
+        note = "" if result.finished else "  (stopped at the length limit)"
+        return f"{result.text}\n  → {result.output}  (beam {result.beam_size}, score {result.score:.3f}){note}"
     if isinstance(result, serving.KeyTermsResult):
         lines = [result.text if len(result.text) <= 100 else result.text[:100] + "...",
                  f"  {len(result.tokens)} tokens, {result.windows} window{'s' if result.windows > 1 else ''}"]

@@ -1,0 +1,260 @@
+"""Translation with the seq2seq machine: ``python -m pipelines.translation [--data-dir DIR] [--attention ...] [--quick]``.
+
+The encoder reads the English sentence (tensorflow-text words) into its memory; the decoder writes the output one
+symbol at a time (Chinese characters, or digits for the built-in pair), each fed back as its next input, until it
+emits the end symbol ``</s>``. Evaluated by BLEU (sacrebleu, its ``zh`` tokenizer) on the test split, greedy and
+beam search side by side, decoded by onnxruntime from the exported encoder.onnx + decoder_step.onnx.
+
+Data: a built-in synthetic pair (English number words → digits, "three hundred forty two" → "342") by default, or
+Tatoeba English–Chinese (``cmn.txt``) with ``--data-dir``, split as ../shared/data/SPLITS.md fixes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
+from pipelines.config import build_parser, from_args
+from pipelines.readers import DataError
+from pipelines.seq2seq import CHOICES, Seq2SeqConfig
+
+TASK = "translation"
+DEMO = {"synthetic": "four thousand six hundred twelve", "tatoeba": "I like to drink tea."}
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationConfig(Seq2SeqConfig):
+    out: str = dataclasses.field(default="runs/translation", metadata={"help": "run dir to write"})
+    synthetic_size: int = dataclasses.field(default=4000, metadata={"help": "built-in training pairs"})
+    examples: int = dataclasses.field(default=8, metadata={"help": "example translations shown"})
+    heatmaps: int = dataclasses.field(default=3, metadata={"help": "sentences in attention.png"})
+    eval_limit: int = dataclasses.field(default=0, metadata={"help": "most test pairs decoded; 0: all"})
+
+    def resolved(self) -> "TranslationConfig":
+        """``--quick`` shrinks the model, the data and the epochs."""
+        if not self.quick:
+            return self
+        return dataclasses.replace(self, epochs=min(self.epochs, 4), hidden=32, embed_dim=32, attention_units=32,
+                                   synthetic_size=min(self.synthetic_size, 1500), learning_rate=1e-2,
+                                   saved_model=False, eval_limit=self.eval_limit or 200)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The built-in pair: English number words → digits
+
+ONES = "zero one two three four five six seven eight nine".split()
+TEENS = "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_words(n: int) -> str:
+    """0 ≤ n < 1,000,000 in English words, without "and" or hyphens: 4612 → "four thousand six hundred twelve"."""
+    if not 0 <= n < 1_000_000:
+        raise ValueError(f"{n} is out of range")
+    if n < 10:
+        return ONES[n]
+    if n < 20:
+        return TEENS[n - 10]
+    if n < 100:
+        return TENS[n // 10] + ("" if n % 10 == 0 else " " + ONES[n % 10])
+    if n < 1000:
+        return ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + number_words(n % 100))
+    return number_words(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + number_words(n % 1000))
+
+
+def synthetic_splits(size: int, seed: int = 0) -> dict[str, list[tuple[str, str]]]:
+    """Distinct random numbers below 100,000 (small ones more often) as (words, digits) pairs: ``size`` for
+    training, ``size // 10`` each for dev and test, no number in two splits."""
+    rng = random.Random(seed)
+    total = size + 2 * max(size // 10, 20)
+    numbers: list[int] = []
+    seen: set[int] = set()
+    while len(numbers) < total:
+        n = rng.randrange(10 ** rng.randint(1, 5))
+        if n not in seen:
+            seen.add(n)
+            numbers.append(n)
+    pairs = [(number_words(n), str(n)) for n in numbers]
+    held = max(size // 10, 20)
+    return {"train": pairs[:size], "valid": pairs[size: size + held], "test": pairs[size + held:]}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluation
+
+
+def bleu(hypotheses: list[str], references: list[str], tokenize: str = "zh") -> float:
+    """Corpus BLEU with sacrebleu: ``zh`` (each CJK character a token, other text split as 13a) for Chinese,
+    ``char`` for the built-in digits (where ``zh`` would make each whole number one token)."""
+    import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(hypotheses, [references], tokenize=tokenize).score)
+
+
+def heatmap(path: Path, items: list[tuple[list[str], list[str], list[list[float]]]]) -> None:
+    """Writes one attention heat-map per (source tokens, output tokens, weights) into one PNG. CJK glyphs need a
+    CJK font; without one the output axis shows code points (U+4F60)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.font_manager as fm
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    has_cjk = any(k in f.name for f in fm.fontManager.ttflist for k in ("CJK", "WenQuanYi", "Hei", "Ming"))
+
+    def label(token: str) -> str:
+        if has_cjk or all(ord(ch) < 0x2E80 for ch in token):
+            return token
+        return " ".join(f"U+{ord(ch):04X}" for ch in token)
+
+    fig, axes = plt.subplots(1, len(items), figsize=(4.5 * len(items), 4.5), squeeze=False)
+    for ax, (source, output, weights) in zip(axes[0], items):
+        w = np.asarray(weights)
+        ax.imshow(w, cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        ax.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(w.shape[0]), [label(t) for t in output] + ["</s>"][: w.shape[0] - len(output)],
+                      fontsize=8)
+        ax.set_xlabel("source")
+        ax.set_ylabel("output")
+    fig.suptitle("attention weights (each row: one output symbol over the source words)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(config: TranslationConfig, trained, test: list[tuple[str, str]], source_kind: str,
+             bleu_tokenize: str = "zh") -> tuple[dict, list]:
+    """BLEU greedy and beam (onnxruntime), Keras-vs-ORT greedy agreement, examples, heat-map."""
+    import numpy as np
+
+    from pipelines.seq2seq import keras_decode, pad, to_ids, tokenize
+    from serving.seq2seq import detokenize
+    from serving.tokenizer import case_fold
+
+    if config.eval_limit:
+        test = test[: config.eval_limit]
+    sources = tokenize([en for en, _ in test], source_kind)
+    keep = [i for i, s in enumerate(sources) if s]
+    sources = [sources[i] for i in keep]
+    references = [case_fold(test[i][1]) for i in keep]  # the targets were NFKC case-folded for training too
+    predictor = trained.predictor()
+    out, mismatches, started = {}, 0, time.time()
+    for beam in (1, config.beam_size):
+        hyps = []
+        for start in range(0, len(sources), 64):
+            hyps += predictor.decode_tokens(sources[start: start + 64], beam_size=beam)
+        out[beam] = hyps
+    decode_seconds = time.time() - started
+    for start in range(0, len(sources), 64):
+        chunk = sources[start: start + 64]
+        keras_hyps = keras_decode(trained.models, pad(to_ids(chunk, trained.source_vocab)),
+                                  max_len=config.max_target_len)
+        mismatches += sum(k.ids != o.ids for k, o in zip(keras_hyps, out[1][start: start + 64]))
+    texts = {beam: [detokenize(predictor.output_tokens(h), predictor.detokenizer) for h in hyps]
+             for beam, hyps in out.items()}
+    metrics = {
+        "bleu_greedy": round(bleu(texts[1], references, bleu_tokenize), 2),
+        f"bleu_beam{config.beam_size}": round(bleu(texts[config.beam_size], references, bleu_tokenize), 2),
+        "exact_greedy": float(np.mean([h == r for h, r in zip(texts[1], references)])),
+        "exact_beam": float(np.mean([h == r for h, r in zip(texts[config.beam_size], references)])),
+        "unfinished_greedy": sum(not h.finished for h in out[1]),
+        "keras_ort_greedy_mismatches": mismatches,
+        "test_pairs": len(sources),
+        "ort_decode_seconds": round(decode_seconds, 1),
+    }
+    examples = [{"source": test[i][0], "reference": test[i][1], "greedy": texts[1][k],
+                 f"beam{config.beam_size}": texts[config.beam_size][k]}
+                for k, i in enumerate(keep[: config.examples])]
+    if config.attention != "none" and config.heatmaps:
+        items = []
+        for k in range(min(config.heatmaps, len(sources))):
+            hyp = out[config.beam_size][k]
+            if hyp.attention is not None:
+                items.append((sources[k], predictor.output_tokens(hyp),
+                              [row[: len(sources[k])] for row in hyp.attention.tolist()]))
+        if items:
+            heatmap(trained.run_dir / "attention.png", items)
+    return metrics, examples
+
+
+def load_data(config: TranslationConfig) -> tuple[dict, str]:
+    if config.data_dir is None:
+        return synthetic_splits(config.synthetic_size, config.seed), "synthetic"
+    from pipelines.tatoeba import read_tatoeba
+
+    return read_tatoeba(config.data_dir), "tatoeba"
+
+
+def run(config: TranslationConfig) -> dict:
+    """Trains, exports, evaluates; returns the metrics. The run dir appears only when all succeeded."""
+    from pipelines import training
+    from pipelines.seq2seq import tokenize, train_and_export
+
+    config.check()
+    config = config.resolved()
+    splits, source = load_data(config)
+    target_kind = "char"
+    with training.task_run(config, TASK) as run_dir:
+        started = time.time()
+        pairs = {}
+        for name, split in splits.items():
+            if name == "test":
+                continue
+            src = tokenize([en for en, _ in split], "word")
+            tgt = tokenize([zh for _, zh in split], target_kind)
+            pairs[name] = list(zip(src, tgt))
+        trained = train_and_export(config, run_dir, pairs, task=TASK, source_kind="word", target_kind=target_kind,
+                                   extra_meta={"data": source})
+        metrics, examples = evaluate(config, trained, splits["test"], "word",
+                                     "zh" if source == "tatoeba" else "char")
+        parity = trained.meta["parity"]["onnx_max_abs_diff"]
+        metrics.update({
+            "attention": {"none": 0, "additive": 1, "dot": 2}[config.attention],
+            "beam_size": config.beam_size,
+            "parameters": trained.models.trainer.count_params(),
+            "train_seconds": round(trained.train_seconds, 1),
+            "total_seconds": round(time.time() - started, 1),
+            "onnx_max_abs_diff": max(v for graph in parity.values() for v in graph.values()),
+        })
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (run_dir / "examples.json").write_text(json.dumps(examples, indent=2, ensure_ascii=False) + "\n",
+                                               encoding="utf-8")
+        print("\nexample translations (test split):")
+        for ex in examples:
+            print(f"  {ex['source']}\n    reference: {ex['reference']}\n    greedy:    {ex['greedy']}\n"
+                  f"    beam {config.beam_size}:    {ex[f'beam{config.beam_size}']}")
+    metrics["data"] = source
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser(TranslationConfig, __doc__.split("\n\n")[1], choices=CHOICES,
+                          prog="python -m pipelines.translation")
+    config = from_args(TranslationConfig, parser.parse_args(argv))
+    try:
+        metrics = run(config)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    data = metrics.pop("data")
+    print(json.dumps(metrics, indent=2))
+
+    import serving
+
+    demo = DEMO[data]
+    result = serving.load(config.out).predict(demo)
+    print(f"\nonnxruntime, {config.out}/encoder.onnx + decoder_step.onnx (beam {result.beam_size}):\n"
+          f"  {demo!r} → {result.output!r}")
+    if (Path(config.out) / "attention.png").is_file():
+        print(f"attention heat-maps: {config.out}/attention.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

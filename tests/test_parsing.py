@@ -1,5 +1,6 @@
 """Parsing as translation: treebank reader, PCFG data, linearisation, tree repair and EVALB-style bracket F1."""
 
+import json
 import random
 import zipfile
 
@@ -217,3 +218,83 @@ def test_score_refuses_mismatched_sentences():
         score([_tree(GOLD)] * 2, [_tree(GOLD)])
     with pytest.raises(TreeError, match="sentence 0: prediction has 1 words, gold 6"):
         score([_tree(GOLD)], [_tree("(S (XX a))")])
+
+
+# --- unknown words ---------------------------------------------------------------------------------------------------
+
+def test_unknown_words_are_read_by_their_shape():
+    from serving.parsing import source_tokens, word_class
+
+    assert [word_class(w) for w in ["1.5", "well-known", "Vinken", "running", "walked", "quickly", "cats", "xyz"]] == [
+        "<unk-num>", "<unk-hyphen>", "<unk-cap>", "<unk-ing>", "<unk-ed>", "<unk-ly>", "<unk-s>", "<unk>"]
+    assert source_tokens(["the", "Zorglub", "barked"], {"the", "barked"}) == ["the", "<unk-cap>", "barked"]
+
+
+# --- end to end on the PCFG (train → export → onnxruntime) ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def parsing_run(tmp_path_factory):
+    from pipelines.parsing import ParsingConfig, run
+
+    out = tmp_path_factory.mktemp("parsing") / "run"
+    config = ParsingConfig(out=str(out), quick=True, synthetic_size=200, epochs=2, saved_model=False,
+                           max_source_len=30)
+    return out, run(config)
+
+
+def test_pipeline_writes_the_run_and_ort_greedy_equals_keras(parsing_run):
+    out, metrics = parsing_run
+    assert {"encoder.onnx", "decoder_step.onnx", "metadata.json", "metrics.json", "source_vocab.txt",
+            "target_vocab.txt"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["ort_keras_greedy_identical"] == 1.0  # every test sentence, token for token
+    for key in ("greedy_f1", "beam_f1", "greedy_well_formed", "beam_well_formed"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["test_sentences"] == 50 and metrics["train_sentences"] == 200 and metrics["beam_size"] == 2
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["task"] == "parsing" and meta["special_ids"]["end"] == 3
+    assert max(meta["parity"]["onnx_max_abs_diff"]["decoder_step"].values()) <= 1e-5
+
+
+def test_predictor_returns_a_tree_over_the_input_words_even_when_repair_is_needed(parsing_run):
+    import serving
+    from serving import trees
+    from serving.parsing import ParsingPredictor
+
+    out, _ = parsing_run
+    predictor = serving.load(out)
+    assert isinstance(predictor, ParsingPredictor) and predictor.input_kind == "text"
+    texts = ["the old man saw a dog in the park .", "Zorglub quickly bought three shares ."]
+    results = predictor.predict_batch(texts)
+    for text, result in zip(texts, results):
+        tree = trees.read_tree(result.tree)
+        assert tree.leaves() == text.split()
+        assert result.repaired == (not result.well_formed)
+        assert trees.delinearize(result.linearized.split(), text.split()).leaves() == text.split()
+        assert json.loads(json.dumps(result.to_dict()))["tree"] == result.tree
+    assert results[1].unknown_words == ["Zorglub"]
+    assert predictor.predict(texts[0], beam_size=1).tree == predictor.predict_batch(texts[:1], beam_size=1)[0].tree
+
+
+def test_predictor_refuses_bad_input(parsing_run):
+    import serving
+    from serving import InputError
+
+    predictor = serving.load(parsing_run[0])
+    with pytest.raises(InputError, match="empty"):
+        predictor.predict("   ")
+    with pytest.raises(InputError, match=r"31 tokens; this model reads at most 30"):
+        predictor.predict(" ".join(["dog"] * 31))
+    with pytest.raises(InputError, match="must be a string"):
+        predictor.predict(42)
+
+
+def test_cli_prints_the_tree(parsing_run, capsys):
+    from serving.__main__ import main
+
+    assert main(["predict", str(parsing_run[0]), "the dog saw a cat ."]) == 0
+    text, tree = capsys.readouterr().out.splitlines()
+    assert text == "the dog saw a cat ."
+    assert read_tree(tree.strip().removesuffix("(repaired)")).leaves() == text.split()
+    assert main(["predict", "--json", str(parsing_run[0]), "a dog ."]) == 0
+    assert json.loads(capsys.readouterr().out)["words"] == ["a", "dog", "."]

@@ -470,3 +470,23 @@ def test_hot_reload_swaps_a_changed_run_dir_atomically(text_runs, tmp_path):
         srv.stop()
     assert info["version"] == 2 and info["task"] == "sentiment" and "reload_error" not in info
     assert set(statuses) == {200} and tasks == {"slot_filling", "sentiment"}
+
+
+NODE_EXAMPLE = ROOT / "serving" / "examples" / "node"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (NODE_EXAMPLE / "node_modules" / "onnxruntime-node").is_dir(),
+                    reason="node or the example's onnxruntime-node is not installed (.ci/run installs it)")
+def test_node_example_labels_equal_the_sentiment_predictors(text_runs, tmp_path):
+    """The Node program (tests/test_node_example.py covers slot filling) on the sentiment model, .onnx alone."""
+    alone = tmp_path / "sentiment.onnx"
+    shutil.copyfile(text_runs["sentiment"] / "model.onnx", alone)
+    texts = ["A gripping, beautifully acted film.", "the plot is thin (and dull)!", "Straße café"]
+    done = subprocess.run(["node", str(NODE_EXAMPLE / "predict.js"), str(alone), *texts], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    node = [json.loads(line) for line in done.stdout.splitlines()]
+    python = serving.load(text_runs["sentiment"]).predict_batch(texts)
+    assert [n["tokens"] for n in node] == [p.tokens for p in python]
+    assert [n["label"] for n in node] == [p.label for p in python]
+    assert [n["confidence"] for n in node] == pytest.approx([p.confidence for p in python], abs=1e-5)

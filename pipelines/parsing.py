@@ -31,7 +31,7 @@ DEMO = "the old man saw a dog in the park ."
 @dataclasses.dataclass(frozen=True)
 class ParsingConfig(Seq2SeqConfig):
     out: str = dataclasses.field(default="runs/parsing", metadata={"help": "run dir to write"})
-    epochs: int = dataclasses.field(default=15, metadata={"help": "most epochs (early stopping may end sooner)"})
+    epochs: int = dataclasses.field(default=10, metadata={"help": "most epochs (early stopping may end sooner)"})
     hidden: int = dataclasses.field(default=64, metadata={"help": "encoder units per direction"})
     batch_size: int = 32
     max_source_len: int = dataclasses.field(
@@ -40,7 +40,7 @@ class ParsingConfig(Seq2SeqConfig):
         default=200, metadata={"help": "longest linearised tree in tokens (decoding guard: also 3 per word + 16)"})
     rare_words: int = dataclasses.field(
         default=1, metadata={"help": "training words seen this often or less are read by their shape class"})
-    synthetic_size: int = dataclasses.field(default=3000, metadata={"help": "built-in training sentences"})
+    synthetic_size: int = dataclasses.field(default=2000, metadata={"help": "built-in training sentences"})
     decode_batch: int = dataclasses.field(default=64, metadata={"help": "sentences per decoding batch"})
 
     def check(self) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from serving import metadata as _metadata
 from serving.errors import InputError, ModelError, ServingError
 from serving.key_terms import KeyTerm, KeyTermsPredictor, KeyTermsResult
+from serving.reading_qa import ReadingQAPredictor, ReadingQAResult
 from serving.sentiment import SentimentPredictor, SentimentResult
 from serving import seq2seq as _seq2seq
 from serving.seq2seq import Seq2SeqPredictor, Seq2SeqResult
@@ -24,6 +25,7 @@ from serving.parsing import ParsingPredictor, ParsingResult
 
 PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredictor.task: SentimentPredictor,
               KeyTermsPredictor.task: KeyTermsPredictor}
+PREDICTORS[ReadingQAPredictor.task] = ReadingQAPredictor
 PREDICTORS[Seq2SeqPredictor.task] = Seq2SeqPredictor
 PREDICTORS[TranslationPredictor.task] = TranslationPredictor
 
@@ -32,6 +34,7 @@ __all__ = [
     "SentimentPredictor", "SentimentResult", "Seq2SeqPredictor", "Seq2SeqResult", "TranslationPredictor",
     "SlotFillingPredictor", "SlotFillingResult",
 ]
+__all__ += ["ReadingQAPredictor", "ReadingQAResult"]
 __all__ += ["SpeechSearch", "SpeechIndex", "EmbeddingResult", "Match"]
 PREDICTORS[SpeechSearch.task] = SpeechSearch
 __all__ += ["SpeechRecognizer", "SpeechResult", "TimedSymbol"]

@@ -4,3 +4,4 @@ Importing the package registers the custom layers and losses, so ``keras.saving.
 """
 
 from models import heads, losses  # noqa: F401
+from models import speech  # noqa: F401,E402  (speech_ctc: FrameMask, SubsampleMask, PackedCTCLoss)

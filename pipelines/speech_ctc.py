@@ -56,6 +56,9 @@ class SpeechCTCConfig:
     beam_width: int = 8
     baseline: bool = dataclasses.field(default=True, metadata={"help": "also train the frame-wise + trimming baseline"})
     baseline_epochs: int = dataclasses.field(default=12, metadata={"help": "most epochs of the baseline"})
+    max_minutes: float = dataclasses.field(default=0.0, metadata={"help": "stop CTC training after the epoch that "
+                                                                          "passes this many minutes; 0: no limit"})
+    baseline_minutes: float = dataclasses.field(default=0.0, metadata={"help": "the same for the baseline"})
     sample_rate: int = 8000
     n_mels: int = 40
     seed: int = 0
@@ -349,6 +352,22 @@ def task_metadata(config: SpeechCTCConfig, spec, model) -> dict:
     }
 
 
+def time_budget(minutes: float):
+    """A Keras callback that ends training after the first epoch ending past ``minutes`` (0: never)."""
+    import keras
+
+    class _Budget(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if minutes and time.time() - self.started > 60 * minutes:
+                print(f" - time budget of {minutes:g} min used: training stops after epoch {epoch + 1}")
+                self.model.stop_training = True
+
+    return _Budget()
+
+
 def _train(model, loss, train_ds, callbacks, config, epochs: int):
     from pipelines import training
 
@@ -393,7 +412,8 @@ def run(config: SpeechCTCConfig) -> dict:
         dev_cb = dev_score(model, feats["dev"], refs["dev"], config.subsample, decode_ctc)
         print(f"CTC model: {model.count_params()} parameters")
         _train(model, PackedCTCLoss(), training_dataset(feats["train"], ctc_targets, config, 0),
-               training.callbacks(run_dir, "val_symbol_accuracy", config.patience, first=[dev_cb]), config, config.epochs)
+               [*training.callbacks(run_dir, "val_symbol_accuracy", config.patience, first=[dev_cb]),
+                time_budget(config.max_minutes)], config, config.epochs)
         model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
         train_seconds = time.time() - started
 
@@ -427,9 +447,10 @@ def run(config: SpeechCTCConfig) -> dict:
             base_dir = run_dir / "baseline"
             base_dir.mkdir()
             _train(base, SummedSequenceCrossEntropy(), training_dataset(feats["train"], frame_targets, config, -1),
-                   training.callbacks(base_dir, "val_symbol_accuracy", config.patience,
-                                      first=[dev_score(base, feats["dev"], refs["dev"], config.subsample,
-                                                      decode_frames)]), config,
+                   [*training.callbacks(base_dir, "val_symbol_accuracy", config.patience,
+                                        first=[dev_score(base, feats["dev"], refs["dev"], config.subsample,
+                                                         decode_frames)]), time_budget(config.baseline_minutes)],
+                   config,
                    min(config.epochs, config.baseline_epochs))
             base.load_weights(base_dir / "checkpoints" / "best.weights.h5")
             framewise = score(refs["test"], decode_frames(predict_steps(base, feats["test"], config.subsample)))

@@ -139,8 +139,8 @@ def ctc_run(tmp_path_factory):
     from pipelines.speech_ctc import SpeechCTCConfig, run
 
     out = tmp_path_factory.mktemp("runs") / "speech_ctc"
-    config = SpeechCTCConfig(out=str(out), epochs=1, hidden=8, conv_filters=8, layers=1, train_utterances=48,
-                             dev_utterances=8, test_utterances=8, baseline=False, max_digits=3)
+    config = SpeechCTCConfig(out=str(out), epochs=3, hidden=8, conv_filters=8, layers=1, train_utterances=48,
+                             dev_utterances=8, test_utterances=8, baseline=False, max_digits=3, max_minutes=1e-6)
     return out, run(config)
 
 
@@ -153,6 +153,8 @@ def test_run_writes_metrics_and_a_parity_checked_export(ctc_run):
     assert audio.FeatureSpec.from_dict(meta["feature_spec"]).frame_step == 80
     assert (out / "model.onnx").is_file() and (out / "saved_model").is_dir()
     assert json.loads((out / "metrics.json").read_text())["symbol_error_rate"] == metrics["symbol_error_rate"]
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 2  # header + one epoch: the time budget stopped the 3-epoch run after its first
 
 
 def test_served_model_equals_keras_greedy_decoding(ctc_run):

@@ -79,6 +79,10 @@ def dtw_many(query: np.ndarray, candidates: Sequence[np.ndarray], distance: str 
         lengths = np.array([len(c) for c in group])
         if (lengths == 0).any():
             raise ValueError(f"candidate {start + int(np.argmin(lengths))} has no frames")
+        for row, c in enumerate(group):
+            if c.ndim != 2 or c.shape[1] != query.shape[1]:
+                raise ValueError(f"the query's frames have {query.shape[1]} features and candidate {start + row}'s "
+                                 f"shape is {c.shape}")
         padded = np.zeros((len(group), lengths.max(), query.shape[1]))
         for row, c in enumerate(group):
             padded[row, : len(c)] = c

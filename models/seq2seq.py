@@ -211,3 +211,46 @@ def token_accuracy(labels, log_probs):
 def compile_trainer(models: Seq2SeqModels, optimizer, label_smoothing: float = 0.0) -> None:
     """Compiles the trainer with :func:`sequence_loss` and :func:`token_accuracy`."""
     models.trainer.compile(optimizer=optimizer, loss=sequence_loss(label_smoothing), metrics=[token_accuracy])
+
+
+@dataclasses.dataclass
+class DocumentModels:
+    """The hierarchical auto-encoder's document level: sentence vectors → document vector → sentence vectors.
+
+    trainer   sentence_vectors [b, n, d] (zero rows pad) → {"vectors" [b, n, d], "present" [b, n, 1]}
+    encoder   sentence_vectors → document vector [b, hidden]
+    decoder   document vector → {"vectors", "present"}: n_max predicted sentence vectors and whether each exists
+    """
+
+    trainer: keras.Model
+    encoder: keras.Model
+    decoder: keras.Model
+
+
+def build_document_autoencoder(vector_dim: int, hidden: int = 128, max_sentences: int = 4) -> DocumentModels:
+    """A GRU reads the sentence vectors of a document (in order) into one document vector; a GRU unrolled over
+    ``max_sentences`` steps from it writes the sentence vectors back, with a flag per step saying whether the
+    document has a sentence there. Each written vector is then decoded into words by the sentence decoder
+    (word → sentence → document, as in Li, Luong & Jurafsky 2015, with the sentence level kept frozen)."""
+    vectors_in = keras.Input((None, vector_dim), name="sentence_vectors")
+    doc = keras.layers.GRU(hidden, name="document_encoder")(keras.layers.Masking(0.0, name="padding")(vectors_in))
+    doc_in = keras.Input((hidden,), name="document_vector")
+    repeat = keras.layers.RepeatVector(max_sentences, name="repeat")
+    rnn = keras.layers.GRU(hidden, return_sequences=True, name="document_decoder")
+    to_vec = keras.layers.Dense(vector_dim, name="vectors")
+    present = keras.layers.Dense(1, activation="sigmoid", name="present")
+
+    def decode(d):
+        h = rnn(repeat(d))
+        return {"vectors": to_vec(h), "present": present(h)}
+
+    return DocumentModels(keras.Model(vectors_in, decode(doc), name="document_trainer"),
+                          keras.Model(vectors_in, doc, name="document_encoder"),
+                          keras.Model(doc_in, decode(doc_in), name="document_decoder"))
+
+
+def masked_vector_loss(targets, predicted):
+    """Mean squared error over the sentence slots that hold a sentence (non-zero target rows)."""
+    mask = ops.cast(ops.any(ops.not_equal(targets, 0.0), axis=-1), predicted.dtype)
+    per_slot = ops.mean(ops.square(targets - predicted), axis=-1)
+    return ops.sum(per_slot * mask, axis=-1) / ops.maximum(ops.sum(mask, axis=-1), 1.0)

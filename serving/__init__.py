@@ -17,6 +17,7 @@ from serving.sentiment import SentimentPredictor, SentimentResult
 from serving import seq2seq as _seq2seq
 from serving.seq2seq import Seq2SeqPredictor, Seq2SeqResult
 from serving.translation import TranslationPredictor
+from serving.text_autoencoder import TextAutoencoderPredictor
 from serving.session import OnnxModel
 from serving.slot_filling import SlotFillingPredictor, SlotFillingResult
 from serving.speech_search import EmbeddingResult, Match, SpeechIndex, SpeechSearch
@@ -28,10 +29,11 @@ PREDICTORS = {SlotFillingPredictor.task: SlotFillingPredictor, SentimentPredicto
 PREDICTORS[ReadingQAPredictor.task] = ReadingQAPredictor
 PREDICTORS[Seq2SeqPredictor.task] = Seq2SeqPredictor
 PREDICTORS[TranslationPredictor.task] = TranslationPredictor
+PREDICTORS[TextAutoencoderPredictor.task] = TextAutoencoderPredictor
 
 __all__ = [
     "load", "InputError", "ModelError", "ServingError", "KeyTerm", "KeyTermsPredictor", "KeyTermsResult",
-    "SentimentPredictor", "SentimentResult", "Seq2SeqPredictor", "Seq2SeqResult", "TranslationPredictor",
+    "SentimentPredictor", "SentimentResult", "Seq2SeqPredictor", "Seq2SeqResult", "TranslationPredictor", "TextAutoencoderPredictor",
     "SlotFillingPredictor", "SlotFillingResult",
 ]
 __all__ += ["ReadingQAPredictor", "ReadingQAResult"]

@@ -1,0 +1,135 @@
+"""What the Loop form costs at serving time: onnxruntime latency of Clockwork RNN and SCRN models vs a GRU.
+
+    python benchmarks/cells_serving.py [--units 128] [--lengths 16,64] [--batches 1,8,64] [--runs 30] [--out FILE]
+
+Builds the slot-filling model (embedding 64 → bidirectional recurrent ×2 → slot and intent heads, random weights)
+with each cell at the same units. The GRU converts to the native ONNX ``GRU`` op; the Clockwork RNN and SCRN have
+no ONNX op, so they export through tf2onnx, whose graph runs each step of each layer as one iteration of an ONNX
+``Loop``. Every export is parity-checked against Keras first (≤ 1e-5 at the real steps), then timed in one warm
+onnxruntime session (one thread pool, the default settings), inputs padded with mixed lengths. Prints the median
+latency per batch, the ratio to the GRU and each graph's node counts; ``--out`` also writes the numbers as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+VOCAB = 1000
+CELLS = ("gru", "cwrnn", "scrn")
+
+
+def median_ms(fn, runs: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``runs`` calls, after two warm-up calls."""
+    fn()
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def padded_ids(batch: int, length: int, rng) -> np.ndarray:
+    """int32 ``[batch, length]`` ids, the first row full, the others of random lengths in ``length/2..length``."""
+    ids = np.zeros((batch, length), np.int32)
+    for row in range(batch):
+        n = length if row == 0 else int(rng.integers(max(1, length // 2), length + 1))
+        ids[row, :n] = rng.integers(2, VOCAB, n)
+    return ids
+
+
+def export(cell: str, units: int):
+    """The slot-filling model with ``cell``, its ONNX proto, the route taken and the conversion seconds."""
+    from export.onnx_export import to_onnx
+    from models.slot_filling import build_slot_filler
+
+    model = build_slot_filler(VOCAB, 20, 8, cell=cell, embed_dim=64, units=units, layers=2, dropout=0.0)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tf2onnx fallback warning is expected for cwrnn / scrn
+        proto, route = to_onnx(model)
+    return model, proto, route, time.perf_counter() - started
+
+
+def parity(model, session, rng) -> float:
+    """Max abs difference, ONNX vs Keras, over real steps of two mixed-length batches."""
+    worst = 0.0
+    names = [o.name for o in session.get_outputs()]
+    for batch, length in ((4, 12), (3, 30)):
+        ids = padded_ids(batch, length, rng)
+        lengths = (ids != 0).sum(1)
+        want = {k: np.asarray(v) for k, v in model(ids, training=False).items()}
+        got = dict(zip(names, session.run(None, {"token_ids": ids})))
+        for name, value in want.items():
+            other = got[name]
+            if value.ndim == 3:
+                diffs = [np.abs(value[i, :n] - other[i, :n]).max() for i, n in enumerate(lengths)]
+            else:
+                diffs = [np.abs(value - other).max()]
+            worst = max(worst, float(max(diffs)))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--units", type=int, default=128)
+    parser.add_argument("--lengths", default="16,64")
+    parser.add_argument("--batches", default="1,8,64")
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--out", help="also write the numbers here (JSON)")
+    args = parser.parse_args(argv)
+    import onnxruntime as ort
+
+    import pipelines  # noqa: F401  (quiet TensorFlow)
+
+    lengths = [int(v) for v in args.lengths.split(",")]
+    batches = [int(v) for v in args.batches.split(",")]
+    rng = np.random.default_rng(0)
+    results = {}
+    for cell in CELLS:
+        model, proto, route, seconds = export(cell, args.units)
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        diff = parity(model, session, rng)
+        if not diff <= 1e-5:
+            raise SystemExit(f"{cell}: ONNX differs from Keras by {diff:.3g}")
+        ops = collections.Counter(node.op_type for node in proto.graph.node)
+        timings = {}
+        for length in lengths:
+            for batch in batches:
+                ids = padded_ids(batch, length, rng)
+                timings[f"{batch}x{length}"] = median_ms(lambda: session.run(None, {"token_ids": ids}), args.runs)
+        results[cell] = {"route": route, "convert_seconds": round(seconds, 1), "parity": diff,
+                         "nodes": sum(ops.values()), "loops": ops.get("Loop", 0),
+                         "params": model.count_params(), "ms": timings}
+        print(f"{cell}: {route}, {sum(ops.values())} nodes ({ops.get('Loop', 0)} Loop), parity {diff:.2g}, "
+              f"converted in {seconds:.1f} s", flush=True)
+
+    print(f"\nmedian onnxruntime latency, ms (batch x length), bidirectional x2, {args.units} units per direction")
+    keys = list(results["gru"]["ms"])
+    print("cell    " + "".join(f"{k:>16}" for k in keys))
+    for cell, found in results.items():
+        cells = [f"{found['ms'][k]:.2f}" + ("" if cell == "gru" else f" ({found['ms'][k] / results['gru']['ms'][k]:.1f}x)")
+                 for k in keys]
+        print(f"{cell:8}" + "".join(f"{c:>16}" for c in cells))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"units": args.units, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

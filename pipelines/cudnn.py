@@ -17,11 +17,14 @@ SLOWDOWN = "trains 5-10x slower on a GPU than the cuDNN kernel"
 
 
 def _rnn_layers(model):
-    for layer in model._flatten_layers(include_self=False):
+    layers = list(model._flatten_layers(include_self=False))
+    wrapped = {id(inner) for layer in layers if isinstance(layer, keras.layers.Bidirectional)
+               for inner in (layer.forward_layer, layer.backward_layer)}
+    for layer in layers:
         if isinstance(layer, keras.layers.Bidirectional):
             yield layer.name, layer.forward_layer
             yield layer.name, layer.backward_layer
-        elif isinstance(layer, keras.layers.RNN):
+        elif isinstance(layer, keras.layers.RNN) and id(layer) not in wrapped:
             yield layer.name, layer
 
 

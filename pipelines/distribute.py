@@ -75,7 +75,7 @@ def make_strategy(name: str = "auto", workers: str | None = None, task_index: in
         raise DataError(f"unknown --strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
     cluster = cluster_config(workers, task_index)
     n_workers = len(cluster["cluster"]["worker"]) if cluster else 1
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = tf.config.list_physical_devices("GPU")  # (logical devices would start the runtime too early)
     if name == "auto":
         name = "multi_worker" if n_workers > 1 else "mirrored" if len(gpus) > 1 else "default"
     if name == "multi_worker":

@@ -56,6 +56,8 @@ class ResumeState:
         self.fingerprint = fingerprint(config)
 
     def _variables(self, model) -> list:
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
         return list(model.variables) + list(model.optimizer.variables)
 
     def save(self, model, loop: dict) -> None:
@@ -101,8 +103,6 @@ class ResumeState:
         if not variables_path.is_file() or _sha256(variables_path) != state.get("variables_sha256"):
             raise DataError(f"{variables_path} does not match {state_path} (an interrupted save); "
                             f"delete {self.folder} or run with --no-resume")
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
         variables = self._variables(model)
         with np.load(variables_path) as arrays:
             if len(arrays.files) != len(variables):

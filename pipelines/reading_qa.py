@@ -51,6 +51,10 @@ class ReadingQAConfig:
     learning_rate: float = dataclasses.field(default=0.0, metadata={"help": "Adam; 0: 0.01 (memn2n), 0.003 (reader)"})
     decay_every: int = dataclasses.field(default=15, metadata={"help": "halve the learning rate every N epochs"})
     clipnorm: float = dataclasses.field(default=40.0, metadata={"help": "gradient norm clip (paper: 40); 0 disables"})
+    jit: bool = dataclasses.field(default=False, metadata={"help": "compile the training step with XLA (slower "
+                                                                   "here: each story length recompiles)"})
+    export: bool = dataclasses.field(default=True, metadata={"help": "export (SavedModel, ONNX) and plot; off: "
+                                                                     "train and evaluate only (benchmarks)"})
     synthetic_size: int = dataclasses.field(default=2000, metadata={"help": "built-in training questions"})
     seed: int = 0
     quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
@@ -168,7 +172,8 @@ def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list
                                        seed=config.seed, noise=config.noise, memory_size=config.memory_size)
     dev_ds = reading_qa_data.dataset(*data["valid"], batch_size=256)
     model.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
-                  loss={"answer_probs": keras.losses.SparseCategoricalCrossentropy(), "attention": None})
+                  loss={"answer_probs": keras.losses.SparseCategoricalCrossentropy(), "attention": None},
+                  jit_compile=config.jit)
     restarts = _Restarts(model, dev_ds, data["valid"][2])
     linear = config.model == "memn2n" and config.linear_start
     set_linear_start(model, linear)
@@ -354,11 +359,12 @@ def run(config: ReadingQAConfig) -> dict:
             "train_seconds": round(train_seconds, 1),
         }
         model.save(run_dir / "model.keras")
-        plot_attention(model, splits["test"][:3], vocab, run_dir, config.memory_size, sentence_len, answers)
-        meta = export_model(model, run_dir, task_metadata(config, vocab_list, answers, sentence_len, tasks),
-                            parity_batches(encoded["valid"]))
-        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
-        metrics["saved_model_max_abs_diff"] = max(meta["parity"]["saved_model_max_abs_diff"].values())
+        if config.export:
+            plot_attention(model, splits["test"][:3], vocab, run_dir, config.memory_size, sentence_len, answers)
+            meta = export_model(model, run_dir, task_metadata(config, vocab_list, answers, sentence_len, tasks),
+                                parity_batches(encoded["valid"]))
+            metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
+            metrics["saved_model_max_abs_diff"] = max(meta["parity"]["saved_model_max_abs_diff"].values())
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         keras.backend.clear_session()
     return metrics
@@ -393,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=2))
-    if config.task == "all":
+    if config.task == "all" or not config.export:
         return 0
 
     import serving

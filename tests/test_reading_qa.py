@@ -1,0 +1,225 @@
+"""Reading comprehension: bAbI reader and splits, built-in stories, MemN2N maths, training on the built-in stories,
+export parity and the served answers (attention, bad input)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from pipelines.babi import QAExample, dev_story_count, parse_stories, read_task
+from pipelines.readers import DataError
+from pipelines.synthetic_stories import synthetic_examples
+
+BABI_LINES = """1 Mary moved to the bathroom.
+2 John went to the hallway.
+3 Where is Mary? \tbathroom\t1
+4 Daniel went back to the hallway.
+5 Mary got the football there.
+6 Where is the football?\tbathroom\t5 1
+1 Sandra journeyed to the garden.
+2 Where is Sandra? \tgarden\t1""".splitlines()
+
+
+def test_babi_parser_keeps_story_before_question_and_maps_supporting_lines():
+    stories = parse_stories(BABI_LINES, task=2)
+    assert [len(s) for s in stories] == [2, 1]
+    first, second = stories[0]
+    assert first.story == (("mary", "moved", "to", "the", "bathroom"), ("john", "went", "to", "the", "hallway"))
+    assert first.question == ("where", "is", "mary") and first.answer == "bathroom" and first.supporting == (0,)
+    # questions are not statements: line 5 is the fourth statement, index 3
+    assert len(second.story) == 4 and second.supporting == (3, 0) and second.task == 2
+    assert stories[1][0].story == (("sandra", "journeyed", "to", "the", "garden"),)
+
+
+def test_babi_parser_names_bad_lines():
+    with pytest.raises(DataError, match="line 2: expected 'N text'"):
+        parse_stories(["1 Mary moved.", "Where is Mary?\tkitchen\t1"])
+    with pytest.raises(DataError, match="supporting line 7"):
+        parse_stories(["1 Mary moved to the garden.", "2 Where is Mary?\tgarden\t7"])
+
+
+def test_babi_splits_hold_out_the_last_tenth_of_training_stories(tmp_path):
+    story = "1 Mary moved to the kitchen.\n2 Where is Mary?\tkitchen\t1\n"
+    other = "1 John went to the garden.\n2 Where is John?\tgarden\t1\n"
+    (tmp_path / "qa1_single-supporting-fact_train.txt").write_text(story * 18 + other * 2)
+    (tmp_path / "qa1_single-supporting-fact_test.txt").write_text(story * 3)
+    splits = read_task(tmp_path, 1)
+    assert (len(splits["train"]), len(splits["valid"]), len(splits["test"])) == (18, 2, 3)
+    assert {ex.answer for ex in splits["valid"]} == {"garden"} and {ex.answer for ex in splits["train"]} == {"kitchen"}
+    assert dev_story_count(200) == 20 and dev_story_count(3) == 1
+    with pytest.raises(DataError, match="qa2_"):
+        read_task(tmp_path, 2)
+    with pytest.raises(DataError, match="1-20"):
+        read_task(tmp_path, 21)
+
+
+def test_built_in_stories_support_their_answers():
+    examples = synthetic_examples(200, seed=3)
+    assert {ex.task for ex in examples} == {1, 2}
+    for ex in examples:
+        assert ex.supporting and all(0 <= i < len(ex.story) for i in ex.supporting)
+        support = [ex.story[i] for i in ex.supporting]
+        if ex.task == 1:  # the person's last move names the answer
+            person = ex.question[-1]
+            assert support[0][0] == person and support[0][-1] == ex.answer
+            assert not any(s[0] == person and s[-1] in ("bathroom", "bedroom", "garden", "hallway", "kitchen",
+                                                        "office") for s in ex.story[ex.supporting[0] + 1:])
+        else:  # two facts: one about the object, one placing its holder at the answer
+            obj = ex.question[-1]
+            assert len(support) == 2 and any(obj in s for s in support) and any(s[-1] == ex.answer for s in support)
+
+
+def _numpy_memn2n(layer, story, question):
+    """Reference MemN2N forward pass in numpy, straight from the paper's equations (one member)."""
+    w = layer.member_weights(0)
+    d = layer.embed_dim
+
+    def embed(ids, table):
+        out = np.zeros(ids.shape[:-1] + (d,))
+        for index in np.ndindex(ids.shape[:-1]):
+            words = [x for x in ids[index] if x]
+            for j, word in enumerate(words, 1):
+                k = np.arange(1, d + 1)
+                out[index] += ((1 - j / len(words)) - k / d * (1 - 2 * j / len(words))) * table[word]
+        return out
+
+    valid = (story != 0).any(-1)
+    u = embed(question, w["embedding_0"])
+    weights = []
+    for k in range(layer.hops):
+        m = embed(story, w[f"embedding_{k}"]) + w[f"temporal_{k}"][: story.shape[1]]
+        c = embed(story, w[f"embedding_{k + 1}"]) + w[f"temporal_{k + 1}"][: story.shape[1]]
+        scores = np.where(valid, np.einsum("bd,bsd->bs", u, m), -np.inf)
+        p = np.exp(scores - scores.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        weights.append(p)
+        u = u + np.einsum("bs,bsd->bd", p, c)
+    logits = u @ w[f"embedding_{layer.hops}"][layer.answer_ids].T
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return probs / probs.sum(-1, keepdims=True), np.stack(weights, 1)
+
+
+def test_memn2n_matches_the_papers_equations_and_masks_empty_slots():
+    from models.memory import build_reading_model, extract_member, memory_layer
+
+    rng = np.random.default_rng(0)
+    story = rng.integers(2, 12, (3, 4, 5)).astype(np.int32)
+    story[:, :, 3:] = 0
+    story[0, 2:] = 0  # a story of two statements
+    story[1, 1, 1:] = 0  # a one-word statement
+    question = rng.integers(2, 12, (3, 5)).astype(np.int32)
+    question[:, 3:] = 0
+    model = build_reading_model("memn2n", sentence_len=5, members=3, vocab_size=12, answer_ids=[3, 5, 7],
+                                memory_size=6, hops=2, embed_dim=8)
+    single = extract_member(model, 2)
+    out = single({"story": story, "question": question})
+    probs, weights = _numpy_memn2n(memory_layer(single), story, question)
+    np.testing.assert_allclose(np.asarray(out["answer_probs"]), probs, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["attention"]), weights, atol=1e-5)
+    assert np.all(np.asarray(out["attention"])[0, :, 2:] == 0)
+    both = model({"story": story, "question": question})
+    np.testing.assert_allclose(np.asarray(both["answer_probs"])[:, 2], probs, atol=1e-5)
+    assert not np.allclose(np.asarray(both["answer_probs"])[:, 0], probs, atol=1e-3)  # restarts differ
+
+
+def test_recurrent_reader_exports_to_onnx_with_parity():
+    import onnxruntime as ort
+
+    from export.onnx_export import to_onnx
+    from models.memory import build_reading_model
+
+    rng = np.random.default_rng(1)
+    model = build_reading_model("reader", sentence_len=4, vocab_size=10, answer_ids=[2, 3, 4], memory_size=5,
+                                hops=2, embed_dim=6, units=8, attention_units=5)
+    story = rng.integers(1, 10, (2, 3, 4)).astype(np.int32)
+    story[0, 2] = 0
+    story[:, :, 3] = 0
+    question = rng.integers(1, 10, (2, 4)).astype(np.int32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto, _ = to_onnx(model)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    probs, attention = session.run(["answer_probs", "attention"], {"story": story, "question": question})
+    expected = model({"story": story, "question": question})
+    assert np.abs(probs - np.asarray(expected["answer_probs"])).max() <= 1e-5
+    assert np.abs(attention - np.asarray(expected["attention"])).max() <= 1e-5
+    assert attention.shape == (2, 2, 3) and np.all(attention[0, :, 2] == 0)
+
+
+@pytest.fixture(scope="module")
+def qa_run(tmp_path_factory):
+    """A MemN2N trained on the built-in single-supporting-fact stories and exported: (run dir, metrics)."""
+    from pipelines.reading_qa import ReadingQAConfig, run
+
+    out = tmp_path_factory.mktemp("runs") / "reading_qa"
+    metrics = run(ReadingQAConfig(out=str(out), task="1", epochs=10, restarts=2, synthetic_size=500,
+                                  memory_size=12, decay_every=5, linear_start_epochs=2))
+    return out, metrics
+
+
+def test_memn2n_learns_built_in_stories_and_exports_with_parity(qa_run):
+    out, metrics = qa_run
+    assert metrics["accuracy"] > 0.5  # 6 places: chance is 1/6
+    assert metrics["onnx_max_abs_diff"] <= 1e-5 and metrics["saved_model_max_abs_diff"] <= 1e-5
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["task"] == "reading_qa" and meta["memory_size"] == 12
+    assert sorted(p.name for p in out.glob("attention_*.png")) == ["attention_0.png", "attention_1.png",
+                                                                   "attention_2.png"]
+
+
+def test_served_answer_matches_keras_and_reports_attention(qa_run):
+    import keras
+
+    import models.memory  # noqa: F401
+    import serving
+    from pipelines import reading_qa_data
+    from pipelines.synthetic_stories import synthetic_examples
+    from serving.vocab import Vocabulary
+
+    out, _ = qa_run
+    predictor = serving.load(out)
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    examples = synthetic_examples(20, tasks=(1,), seed=99)
+    records = [{"story": [" ".join(s) + "." for s in ex.story], "question": " ".join(ex.question) + "?"}
+               for ex in examples]
+    results = predictor.predict_batch(records)
+    meta = predictor.metadata
+    stories, questions, _ = reading_qa_data.encode(examples, Vocabulary(meta["vocab"]), meta["labels"], 12,
+                                                   meta["sentence_len"])
+    for ex, result, story, q in zip(examples, results, stories, questions):
+        probs = np.asarray(model({"story": story[None], "question": q[None]})["answer_probs"])[0]
+        assert result.answer == meta["labels"][int(probs.argmax())]
+        assert abs(result.confidence - float(probs.max())) < 1e-5
+        assert len(result.attention) == 3 and all(len(hop) == len(ex.story) for hop in result.attention)
+        assert all(abs(sum(hop) - 1) < 1e-4 for hop in result.attention)
+        assert result.supporting and all(record_line == ex_line for record_line, ex_line in
+                                         [(text, " ".join(ex.story[i]) + ".") for i, text in result.supporting])
+    hits = [ex.answer == r.answer for ex, r in zip(examples, results)]
+    assert np.mean(hits) > 0.5
+    assert predictor.answer(records[0]["story"], records[0]["question"]).to_dict()["answer"] == results[0].answer
+
+
+def test_served_bad_input_is_named(qa_run):
+    import serving
+
+    predictor = serving.load(qa_run[0])
+    story = ["Mary moved to the bathroom.", "John went to the hallway."]
+    with pytest.raises(serving.InputError, match="story is empty"):
+        predictor.answer([], "Where is Mary?")
+    with pytest.raises(serving.InputError, match="story is empty"):
+        predictor.answer(["", "  ..."], "Where is Mary?")
+    with pytest.raises(serving.InputError, match="has no '\\?'"):
+        predictor.answer(story, "Where is Mary")
+    with pytest.raises(serving.InputError, match="'story' must be a list"):
+        predictor.predict({"story": 3, "question": "Where is Mary?"})
+    unknown = predictor.answer(story + ["Zorblax teleported to the moon."], "Where is Zorblax?")
+    assert unknown.unknown_words == ["zorblax", "teleported", "moon"]
+    long_story = [f"Mary went to the {place}." for place in ("kitchen", "garden", "office") * 6]  # 18 > 12 slots
+    with pytest.warns(serving.reading_qa.MemoryOverflowWarning, match="oldest 6 were not read"):
+        result = predictor.answer(long_story, "Where is Mary?")
+    assert result.dropped_statements == 6
+    assert all(hop[:6] == [0.0] * 6 for hop in result.attention) and len(result.attention[0]) == 18

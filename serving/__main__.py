@@ -15,6 +15,9 @@ import serving
 
 
 def _show(result) -> str:
+    if isinstance(result, serving.ReadingQAResult):
+        return f"{result.question}\n  → {result.answer} ({result.confidence:.3f})\n" + "\n".join(
+            f"  supporting [{i}] {text}" for i, text in result.supporting)
     if isinstance(result, serving.ParsingResult):
         return f"{result.text}\n  {result.tree}" + ("" if result.well_formed else "  (repaired)")
     if isinstance(result, serving.EmbeddingResult):

@@ -183,6 +183,27 @@ def test_simple_rnn_gradient_vanishes_and_a_trained_gated_cell_keeps_it(vanished
     assert trained > 100 * summary[f"{best}_grad_first_over_last_init"]
 
 
+def test_clockwork_rnn_and_scrn_keep_more_gradient_than_simple_rnn(vanished):
+    summary = vanished["summary"]  # at initialization, the same units: slow modules / the context carry it back
+    assert summary["cwrnn_grad_first_over_last_init"] > 100 * summary["rnn_grad_first_over_last_init"]
+    assert summary["scrn_grad_first_over_last_init"] > 10 * summary["rnn_grad_first_over_last_init"]
+
+
+def test_equal_budget_gives_every_cell_the_lstms_parameter_count():
+    from models.recurrent import recurrent_classifier
+
+    settings = vanishing.Settings()
+    features = settings.symbols + 1
+    budget = vanishing.recurrent_params("lstm", settings.units, features)
+    units = {cell: vanishing.units_of(settings, cell) for cell in settings.cells}
+    assert units["lstm"] == settings.units and units["rnn"] > 2 * settings.units
+    for cell in settings.cells:
+        model = recurrent_classifier(cell, units[cell], None, features, settings.symbols)
+        params = model.get_layer("recurrent").count_params()
+        assert params == vanishing.recurrent_params(cell, units[cell], features), cell
+        assert abs(params - budget) <= 0.02 * budget, (cell, params, budget)
+
+
 # 5. trimming versus CTC
 
 def test_trimming_gives_hao_bang_and_never_hao_bang_bang(ctc):

@@ -98,12 +98,15 @@ def log_mel(wave, spec: FeatureSpec) -> tf.Tensor:
 
 
 def normalize(feats, spec: FeatureSpec) -> tf.Tensor:
-    """Per-utterance mean and variance normalisation over time of each band (``spec.normalize``)."""
+    """Per-utterance mean and variance normalisation (``spec.normalize``: each band's mean over time removed,
+    then divided by one standard deviation over the clip, or by each band's own)."""
     feats = tf.convert_to_tensor(feats, tf.float32)
     if spec.normalize == "none":
         return feats
-    mean, var = tf.nn.moments(feats, axes=[0], keepdims=True)
-    return (feats - mean) / tf.sqrt(var + spec.norm_epsilon)
+    centred = feats - tf.reduce_mean(feats, axis=0, keepdims=True)
+    axis = [0] if spec.normalize == "utterance" else None
+    var = tf.reduce_mean(tf.square(centred), axis=axis, keepdims=True)
+    return centred / tf.sqrt(var + spec.norm_epsilon)
 
 
 def features(wave, spec: FeatureSpec) -> tf.Tensor:

@@ -25,6 +25,7 @@ import numpy as np
 
 from serving.errors import InputError
 
+NORMALIZATIONS = ("utterance_global_var", "utterance", "none")
 SILENCE_PEAK = 1e-4  # a clip whose largest |sample| is below this (in [-1, 1] units) counts as silence
 _FORMAT_NAMES = {1: "PCM", 2: "Microsoft ADPCM", 3: "IEEE float", 6: "A-law", 7: "mu-law", 0x11: "IMA ADPCM",
                  0x55: "MP3", 0xFFFE: "extensible"}
@@ -43,8 +44,10 @@ class FeatureSpec:
       n_mels: mel bands (HTK mel scale, triangular filters as ``tf.signal.linear_to_mel_weight_matrix``).
       fmin, fmax: lowest and highest mel-filter edges in Hz; ``fmax`` 0 means ``sample_rate / 2``.
       log_offset: added to the mel magnitudes before the natural log (keeps log finite on silence).
-      normalize: ``"utterance"``: each mel band minus its mean over the clip, divided by its standard deviation
-        (per-utterance mean and variance normalisation); ``"none"``: raw log-mel.
+      normalize: per-utterance mean and variance normalisation. ``"utterance_global_var"`` (default): each mel
+        band minus its mean over the clip, all divided by one standard deviation over the whole clip;
+        ``"utterance"``: each band divided by its own standard deviation (amplifies float32 noise in near-constant
+        bands: TF and numpy then differ by up to 3e-4 on FSDD, against 3e-5); ``"none"``: raw log-mel.
       norm_epsilon: added to the variance before the square root.
       max_seconds: the longest clip serving accepts.
     """
@@ -56,8 +59,8 @@ class FeatureSpec:
     n_mels: int = 40
     fmin: float = 20.0
     fmax: float = 0.0
-    log_offset: float = 1e-3
-    normalize: str = "utterance"
+    log_offset: float = 1e-2
+    normalize: str = "utterance_global_var"
     norm_epsilon: float = 1e-5
     max_seconds: float = 30.0
 
@@ -68,8 +71,8 @@ class FeatureSpec:
             raise ValueError(f"n_fft ({self.n_fft}) must be at least frame_length ({self.frame_length})")
         if not 0 <= self.fmin < self.upper_hz <= self.sample_rate / 2:
             raise ValueError(f"need 0 <= fmin < fmax <= sample_rate / 2, got fmin {self.fmin}, fmax {self.upper_hz}")
-        if self.normalize not in ("utterance", "none"):
-            raise ValueError(f"normalize must be 'utterance' or 'none', got {self.normalize!r}")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {self.normalize!r}")
         if self.log_offset <= 0 or self.max_seconds <= 0:
             raise ValueError("log_offset and max_seconds must be positive")
 
@@ -306,13 +309,13 @@ def log_mel(samples: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 
 def normalize(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """Per-utterance mean and variance normalisation over time of each mel band (``spec.normalize``)."""
+    """Per-utterance mean and variance normalisation (``spec.normalize``: see :class:`FeatureSpec`)."""
     if spec.normalize == "none":
         return np.asarray(features, dtype=np.float32)
     x = np.asarray(features, dtype=np.float64)
-    mean = x.mean(axis=0, keepdims=True)
-    var = ((x - mean) ** 2).mean(axis=0, keepdims=True)
-    return ((x - mean) / np.sqrt(var + spec.norm_epsilon)).astype(np.float32)
+    centred = x - x.mean(axis=0, keepdims=True)
+    var = (centred ** 2).mean(axis=0 if spec.normalize == "utterance" else None, keepdims=True)
+    return (centred / np.sqrt(var + spec.norm_epsilon)).astype(np.float32)
 
 
 def check_clip(samples: np.ndarray, rate: int, spec: FeatureSpec, where: str = "the audio") -> None:

@@ -42,6 +42,9 @@ class ParsingConfig(Seq2SeqConfig):
         default=1, metadata={"help": "training words seen this often or less are read by their shape class"})
     synthetic_size: int = dataclasses.field(default=2000, metadata={"help": "built-in training sentences"})
     decode_batch: int = dataclasses.field(default=64, metadata={"help": "sentences per decoding batch"})
+    weights: str | None = dataclasses.field(
+        default=None, metadata={"help": "trained weights (a run's model.weights.h5 or checkpoints/best.weights.h5, "
+                                        "same data and sizes) to export and evaluate instead of training"})
 
     def check(self) -> None:
         super().check()
@@ -81,6 +84,42 @@ def to_pairs(examples: list[ParseExample], known: set[str]) -> list[tuple[list[s
     from serving.parsing import source_tokens
 
     return [(source_tokens(ex.words, known), list(ex.target)) for ex in examples]
+
+
+def export_trained(config: ParsingConfig, run_dir, pairs: dict, extra_meta: dict):
+    """``train_and_export`` without the training: the same vocabularies and graphs, the weights read from
+    ``config.weights``, then the same export.
+
+    Raises:
+      DataError: the weights file is missing or does not fit the model (other data or sizes).
+    """
+    from pathlib import Path
+
+    from export.seq2seq_export import export_seq2seq
+    from models.seq2seq import build_seq2seq
+    from pipelines import seq2seq as s2s
+
+    train = s2s.keep_fitting(pairs["train"], config)
+    valid = s2s.keep_fitting(pairs["valid"], config) or train[:200]
+    source_vocab = s2s.build_vocab([s for s, _ in train], config.min_count)
+    target_vocab = s2s.build_vocab([t for _, t in train], config.min_count)
+    s2s.write_vocabularies(run_dir, source_vocab, target_vocab)
+    models = build_seq2seq(s2s.model_spec(config, len(source_vocab), len(target_vocab)))
+    if not Path(config.weights).is_file():
+        raise DataError(f"--weights: no such file: {config.weights}")
+    try:
+        models.trainer.load_weights(config.weights)
+    except ValueError as err:
+        raise DataError(f"--weights {config.weights} does not fit this model (other data or sizes?): "
+                        f"{str(err).splitlines()[0]}") from None
+    models.trainer.save_weights(Path(run_dir) / s2s.WEIGHTS_FILE)
+    sources = [s2s.pad(s2s.to_ids([s for s, _ in valid[i: i + 16]], source_vocab)) for i in range(0, 64, 16)
+               if valid[i: i + 16]]
+    meta = s2s.task_metadata(config, TASK, source_vocab, target_vocab, "whitespace", "whitespace")
+    meta = export_seq2seq(models, run_dir, {**meta, **extra_meta}, sources, start_id=s2s.START_ID,
+                          saved_model=config.saved_model)
+    print(f"exported the weights of {config.weights} (no training)")
+    return s2s.Trained(models, source_vocab, target_vocab, Path(run_dir), meta, 0.0)
 
 
 def evaluate(predictor, examples: list[ParseExample], beam_size: int, batch: int) -> tuple[dict, list]:
@@ -130,11 +169,13 @@ def run(config: ParsingConfig) -> dict:
     with training.task_run(config, TASK) as run_dir:
         known = known_words(splits["train"], config.rare_words)
         pairs = {name: to_pairs(examples, known) for name, examples in splits.items()}
-        trained = train_and_export(config, run_dir, pairs, task=TASK, source_kind="whitespace",
-                                   target_kind="whitespace",
-                                   extra_meta={"parsing": {"linearization": "depth-first, (L ... )L, words as XX",
-                                                           "max_output": "3 * words + 16",
-                                                           "unknown_words": "shape classes (serving.parsing)"}})
+        extra_meta = {"parsing": {"linearization": "depth-first, (L ... )L, words as XX",
+                                  "max_output": "3 * words + 16", "unknown_words": "shape classes (serving.parsing)"}}
+        if config.weights:
+            trained = export_trained(config, run_dir, pairs, extra_meta)
+        else:
+            trained = train_and_export(config, run_dir, pairs, task=TASK, source_kind="whitespace",
+                                       target_kind="whitespace", extra_meta=extra_meta)
         predictor = load_run(trained.run_dir, {TASK: ParsingPredictor})
         test = splits["test"]
         started = time.time()

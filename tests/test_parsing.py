@@ -298,3 +298,15 @@ def test_cli_prints_the_tree(parsing_run, capsys):
     assert read_tree(tree.strip().removesuffix("(repaired)")).leaves() == text.split()
     assert main(["predict", "--json", str(parsing_run[0]), "a dog ."]) == 0
     assert json.loads(capsys.readouterr().out)["words"] == ["a", "dog", "."]
+
+
+def test_weights_that_do_not_fit_are_refused_and_leave_no_run_dir(parsing_run, tmp_path):
+    from pipelines.parsing import ParsingConfig, run
+
+    common = dict(synthetic_size=200, saved_model=False, max_source_len=30, epochs=1)
+    with pytest.raises(DataError, match="--weights: no such file"):
+        run(ParsingConfig(out=str(tmp_path / "a"), weights=str(tmp_path / "missing.h5"), **common))
+    with pytest.raises(DataError, match="does not fit this model"):
+        run(ParsingConfig(out=str(tmp_path / "b"), weights=str(parsing_run[0] / "model.weights.h5"), hidden=16,
+                          **common))  # the run has 32 units
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -164,19 +164,33 @@ def metric(text: str, name: str) -> float:
 
 # --- fixtures --------------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def text_runs(slot_run, tmp_path_factory):
-    """Tiny trained runs of the text tasks present: {model name: run dir}."""
-    from pipelines.key_terms import KeyTermsConfig
-    from pipelines.key_terms import run as run_key_terms
-    from pipelines.sentiment import SentimentConfig
-    from pipelines.sentiment import run as run_sentiment
+TINY_RUNS = """
+from pipelines.key_terms import KeyTermsConfig, run as run_key_terms
+from pipelines.sentiment import SentimentConfig, run as run_sentiment
+run_sentiment(SentimentConfig(out={sentiment!r}, quick=True, epochs=1, synthetic_size=200))
+run_key_terms(KeyTermsConfig(out={key_terms!r}, epochs=1, embed_dim=16, units=16, layers=1, synthetic_size=60,
+                             batch_size=16, max_len=48, stride=32, min_count=1))
+"""
 
+
+@pytest.fixture(scope="session")
+def text_runs(request, tmp_path_factory):
+    """Tiny trained runs of the text tasks present: {model name: run dir}. Sentiment and key terms train in a
+    subprocess while the shared slot-filling run (conftest) trains here, when it has not trained already."""
     base = tmp_path_factory.mktemp("serving_runs")
-    run_sentiment(SentimentConfig(out=str(base / "sentiment"), quick=True, epochs=1, synthetic_size=200))
-    run_key_terms(KeyTermsConfig(out=str(base / "key_terms"), epochs=1, embed_dim=16, units=16, layers=1,
-                                 synthetic_size=60, batch_size=16, max_len=48, stride=32, min_count=1))
-    return {"slot_filling": slot_run[0], "sentiment": base / "sentiment", "key_terms": base / "key_terms"}
+    dirs = {"sentiment": base / "sentiment", "key_terms": base / "key_terms"}
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, "-c", TINY_RUNS.format(**{k: str(v) for k, v in dirs.items()})],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            slot_run = request.getfixturevalue("slot_run")
+            code = proc.wait(timeout=1800)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log.seek(0)
+        assert code == 0, log.read()[-3000:]
+    return {"slot_filling": slot_run[0], **dirs}
 
 
 @pytest.fixture(scope="module")

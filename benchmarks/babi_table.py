@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--restarts", type=int, default=0, help="0: the pipeline's default per model")
     parser.add_argument("--decay-every", type=int, default=8)
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tabulate the (model, task) runs already in OUT")
     args = parser.parse_args(argv)
 
     import pipelines  # noqa: F401
@@ -97,13 +99,18 @@ def main(argv: list[str] | None = None) -> int:
         for model in results:
             run_dir = out / model / f"qa{task}"
             if not (run_dir / "metrics.json").is_file():
+                if args.report_only:
+                    continue
                 config = ReadingQAConfig(data_dir=args.data_dir, task=str(task), model=model, out=str(run_dir),
                                          epochs=args.epochs, restarts=args.restarts, decay_every=args.decay_every,
                                          linear_start_epochs=args.decay_every, export=False)
                 print(f"\n=== {model}, task {task} ({time.time() - started:.0f} s so far) ===", flush=True)
                 run(dataclasses.replace(config))
             results[model][task] = json.loads((run_dir / "metrics.json").read_text())
-            print(write_table(out, results), flush=True)
+            if not args.report_only:
+                print(write_table(out, results), flush=True)
+    if args.report_only:
+        print(write_table(out, results))
     print(f"wall time {time.time() - started:.0f} s")
     return 0
 

@@ -5,7 +5,9 @@
 
 With a run dir it starts ``python -m serving serve`` twice on ephemeral ports of 127.0.0.1, without and with
 ``--dynamic-batching``, and prints for each: requests, errors, p50 / p99 latency and requests per second
-(``--rounds R``: the two take turns R times and the median round is shown, for a machine whose load varies). Each
+(``--rounds R``: the two take turns R times and the median round is shown, for a machine whose load varies), and
+the server's CPU time per request (from /proc): on a shared machine, latency and throughput measure the share of
+the CPU the server got as much as its efficiency; CPU time per request measures the work itself. Each
 client keeps one HTTP/1.1 connection and sends one input per request (text models: utterances; audio models:
 a 1-second WAV; record models: a small story). The exit status is 1 if any request failed.
 """
@@ -18,6 +20,7 @@ import http.client
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -93,6 +96,15 @@ def run_load(host: str, port: int, model: str, inputs: list, requests: int, clie
             "first_error": errors[0].decode("utf-8", "replace") if errors else None}
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system, all threads) a process has used so far; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
 def get_json(host: str, port: int, path: str) -> dict:
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
@@ -112,14 +124,20 @@ def start_server(run_dir: str, extra: list[str]) -> tuple[subprocess.Popen, int]
     return proc, int(line.rsplit(":", 1)[1].split()[0])
 
 
-def measure(host: str, port: int, model: str | None, requests: int, clients: int, warmup: int) -> tuple[str, dict]:
+def measure(host: str, port: int, model: str | None, requests: int, clients: int, warmup: int,
+            pid: int | None = None) -> tuple[str, dict]:
     models = get_json(host, port, "/v1/models")["models"]
     entry = next((m for m in models if model in (None, m["name"])), None)
     if entry is None:
         raise SystemExit(f"no model {model!r} on the server; it serves {[m['name'] for m in models]}")
     inputs = sample_inputs(entry["input_kind"])
     run_load(host, port, entry["name"], inputs, warmup, clients)
-    return entry["name"], run_load(host, port, entry["name"], inputs, requests, clients)
+    before = cpu_seconds(pid)
+    figures = run_load(host, port, entry["name"], inputs, requests, clients)
+    after = cpu_seconds(pid)
+    # the server's own CPU time per request: what the work costs, whatever share of a busy machine it got
+    figures["server_cpu_ms"] = None if before is None or after is None else 1000 * (after - before) / requests
+    return entry["name"], figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         try:  # the modes take turns, round after round, so that a change in machine load hits both alike
             runs = {label: [] for label, _ in modes}
             for _ in range(args.rounds):
-                for (label, _), (_, port) in zip(modes, servers):
-                    name, figures = measure("127.0.0.1", port, args.model, args.requests, args.clients, args.warmup)
+                for (label, _), (proc, port) in zip(modes, servers):
+                    name, figures = measure("127.0.0.1", port, args.model, args.requests, args.clients, args.warmup,
+                                            proc.pid)
                     runs[label].append(figures)
         finally:
             for proc, _ in servers:
@@ -167,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([{"mode": label, "model": name, **f} for label, name, f in rows], indent=2))
     else:
         print(f"{args.requests} requests from {args.clients} concurrent clients on loopback")
-        print(f"{'mode':<18} {'model':<14} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+        print(f"{'mode':<18} {'model':<14} {'requests':>8} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+              f"{'server CPU ms/req':>17}")
         for label, name, f in rows:
+            cpu = "n/a" if f.get("server_cpu_ms") is None else f"{f['server_cpu_ms']:.2f}"
             print(f"{label:<18} {name:<14} {f['requests']:>8} {f['errors']:>6} {f['p50_ms']:>8.2f} {f['p99_ms']:>8.2f} "
-                  f"{f['requests_per_s']:>8.1f}")
+                  f"{f['requests_per_s']:>8.1f} {cpu:>17}")
         for label, _, f in rows:
             if len(f.get("rounds_requests_per_s", [])) > 1:
                 print(f"{label}: requests/s per round {f['rounds_requests_per_s']} (the median round shown)")

@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = list(results["gru"]["ms"])
     print("cell    " + "".join(f"{k:>16}" for k in keys))
     for cell, found in results.items():
-        cells = [f"{found['ms'][k]:.2f}" + ("" if cell == "gru" else f" ({found['ms'][k] / results['gru']['ms'][k]:.1f}x)")
-                 for k in keys]
+        ratio = {k: found["ms"][k] / results["gru"]["ms"][k] for k in keys}
+        cells = [f"{found['ms'][k]:.2f}" + ("" if cell == "gru" else f" ({ratio[k]:.1f}x)") for k in keys]
         print(f"{cell:8}" + "".join(f"{c:>16}" for c in cells))
     if args.out:
         Path(args.out).write_text(json.dumps({"units": args.units, "results": results}, indent=2) + "\n")

@@ -5,7 +5,8 @@ Two of the paper's tasks, on random bit vectors:
 - copy: ``L`` vectors of ``width`` bits, then a delimiter step; the network must then output the ``L`` vectors
   again, with nothing more on its input (:func:`copy_task`). Trained on ``L = 1..train_max`` (lengths mixed in
   a batch, padded to one shape), tested on lengths up to several times longer: generalising to longer sequences
-  is the NTM's headline result, where an LSTM of the same size breaks down past the lengths it was trained on.
+  is the NTM's headline result, where an LSTM (here with 2.5 times the NTM's parameters) breaks down past the
+  lengths it was trained on.
 - associative recall: 2 to ``max_items`` items of ``item_steps`` vectors, each after a delimiter; then a query
   delimiter, one of the items (not the last), the delimiter again; the answer is the item that followed the
   queried one (:func:`recall_task`).

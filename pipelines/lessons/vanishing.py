@@ -249,7 +249,8 @@ def table(result: dict) -> str:
                      *[report.number(longest[c][f"grad_{when}"][0] / longest[c][f"grad_{when}"][-1], 3)
                        for c in cells]])
     budget = "the LSTM's parameter count" if s.get("equal_budget") else f"{s['units']} units"
-    return (f"recall the first of {s['symbols']} symbols (chance {result['chance_accuracy']:.2f}); {budget}, Adam {s['learning_rate']}, {s['steps']} steps of {s['batch']}; held-out accuracy (loss) at the "
+    return (f"recall the first of {s['symbols']} symbols (chance {result['chance_accuracy']:.2f}); {budget}, "
+            f"Adam {s['learning_rate']}, {s['steps']} steps of {s['batch']}; held-out accuracy (loss) at the "
             f"last step; gradient ratios at length {max(s['lengths'])}\n"
             + report.table(["length", *[LABELS[c] for c in cells]], rows))
 

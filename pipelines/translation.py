@@ -175,7 +175,8 @@ def evaluate(config: TranslationConfig, trained, test: list[tuple[str, str]], so
                 for k, i in enumerate(keep[: config.examples])]
     if config.attention != "none" and config.heatmaps:
         items = []
-        for k in range(min(config.heatmaps, len(sources))):
+        longer = [k for k in range(len(sources)) if len(sources[k]) >= 4]  # more to see than in "Hi."
+        for k in (longer or list(range(len(sources))))[: config.heatmaps]:
             hyp = out[config.beam_size][k]
             if hyp.attention is not None:
                 items.append((sources[k], predictor.output_tokens(hyp),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,10 @@ from serving.metadata import sha256
 from serving.session import OnnxModel
 
 INDEX_FILE = "index.npz"
+
+
+class StaleIndexWarning(UserWarning):
+    """The run dir's index.npz was made by another export of the model, so it was not loaded."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +211,9 @@ class SpeechSearch:
             index = SpeechIndex.load(path)
             if index.model_sha256 == digest:
                 return index
+            warnings.warn(f"{path} was made with another export of the model (its vectors may not match); starting "
+                          f"with an empty index: rebuild it with add_batch and save_index", StaleIndexWarning,
+                          stacklevel=3)
         return SpeechIndex(self.dim, digest)
 
     def features(self, clip) -> np.ndarray:

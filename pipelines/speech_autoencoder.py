@@ -100,20 +100,24 @@ def load_data(config: SpeechAutoencoderConfig, spec) -> dict[str, list[Utterance
 # --------------------------------------------------------------------------------------------------- features
 
 
-def feature_lists(utterances: list[Utterance], spec) -> list[np.ndarray]:
-    """Each utterance's model features [frames, n_mels] (the TF front end, ``pipelines.audio``), as numpy."""
-    from pipelines.audio import feature_dataset
+def feature_lists(utterances: list[Utterance], spec) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each utterance's model features [frames, n_mels] and its log-mel frames before the per-utterance
+    normalisation (for the mean-pooled baseline, whose mean over frames the normalisation would set to zero), both
+    by the TF front end (``pipelines.audio``) in one tf.data pass, as numpy."""
+    import tensorflow as tf
 
-    dataset = feature_dataset([u.wave for u in utterances], [[0]] * len(utterances), spec)
-    return [x.numpy() for x, _ in dataset]
+    from pipelines.audio import log_mel, normalize
 
+    lengths = np.array([len(u.wave) for u in utterances], np.int64)
+    waves = tf.RaggedTensor.from_row_lengths(np.concatenate([u.wave for u in utterances]).astype(np.float32), lengths)
 
-def raw_log_mel_lists(utterances: list[Utterance], spec) -> list[np.ndarray]:
-    """Each utterance's log-mel frames without the per-utterance normalisation (for the mean-pooled baseline,
-    whose mean over frames the normalisation would set to zero)."""
-    from pipelines.audio import log_mel
+    def both(wave):
+        raw = log_mel(wave, spec)
+        return normalize(raw, spec), raw
 
-    return [log_mel(u.wave, spec).numpy() for u in utterances]
+    dataset = tf.data.Dataset.from_tensor_slices(waves).map(both)
+    pairs = [(x.numpy(), raw.numpy()) for x, raw in dataset]
+    return [x for x, _ in pairs], [raw for _, raw in pairs]
 
 
 def training_dataset(utterances: list[Utterance], spec, config: SpeechAutoencoderConfig):
@@ -146,18 +150,11 @@ def padded(feats: list[np.ndarray]) -> np.ndarray:
 
 
 def embed(encoder, feats: list[np.ndarray], batch_size: int = 64) -> np.ndarray:
-    """Utterance vectors [n, dim] from the Keras encoder, in input order (batches sorted by length, so little
-    padding)."""
+    """Utterance vectors [n, dim] from the Keras encoder, in input order. Every clip is padded to the longest
+    (masked frames change nothing), so the compiled predict function is traced once."""
     from models.speech_autoencoder import OUTPUT
 
-    order = np.argsort([len(f) for f in feats], kind="stable")
-    out = [None] * len(feats)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        vectors = np.asarray(encoder(padded([feats[i] for i in rows]), training=False)[OUTPUT])
-        for i, v in zip(rows, vectors):
-            out[i] = v
-    return np.stack(out)
+    return np.asarray(encoder.predict(padded(feats), batch_size=batch_size, verbose=0)[OUTPUT])
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -201,7 +198,7 @@ def evaluate(encoder, feats, raw, labels, center, config, with_dtw: bool = True)
 # ---------------------------------------------------------------------------------------------------- export
 
 
-def parity_batches(feats: list[np.ndarray], n: int = 4, size: int = 8) -> list[dict]:
+def parity_batches(feats: list[np.ndarray], n: int = 3, size: int = 8) -> list[dict]:
     """Real batches of mixed lengths for the export parity check: ``{"features": ..., "lengths": frames}``."""
     batches = []
     for start in range(0, min(len(feats), n * size), size):
@@ -272,8 +269,9 @@ def run(config: SpeechAutoencoderConfig) -> dict:
     with training.task_run(config, TASK) as run_dir:
         labels = sorted({u.label for u in splits["train"]})
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} utterances; words {labels}")
-        feats = {name: feature_lists(utterances, spec) for name, utterances in splits.items()}
-        raw = {name: raw_log_mel_lists(utterances, spec) for name, utterances in splits.items()}
+        feats, raw = {}, {}
+        for name, utterances in splits.items():
+            feats[name], raw[name] = feature_lists(utterances, spec)
         center = np.concatenate(raw["train"]).mean(axis=0)
         gold = {name: [u.label for u in utterances] for name, utterances in splits.items()}
 

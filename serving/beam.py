@@ -42,6 +42,19 @@ def _take(states: dict, rows: np.ndarray) -> dict:
     return {name: value[rows] for name, value in states.items()}
 
 
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest entries of each row, best first, ties to the lower index: exactly
+    ``np.argsort(-scores, kind="stable")[:, :n]``, without sorting whole rows."""
+    n = min(n, scores.shape[1])
+    kth = -np.partition(-scores, n - 1, axis=1)[:, n - 1]  # the n-th largest value of each row
+    out = np.empty((len(scores), n), np.int64)
+    for row, (values, threshold) in enumerate(zip(scores, kth)):
+        above = np.flatnonzero(values > threshold)
+        chosen = np.concatenate([above, np.flatnonzero(values == threshold)[: n - len(above)]])
+        out[row] = chosen[np.lexsort((chosen, -values[chosen]))]
+    return out
+
+
 def greedy(step, states: dict, batch: int, *, start_id: int, end_id: int, max_len: int,
            length_penalty: float = 0.0) -> list[Hypothesis]:
     """Picks the most probable token at each step, for ``batch`` sentences at once.
@@ -126,7 +139,7 @@ def beam_search(step, states: dict, batch: int, *, beam_size: int, start_id: int
         vocab = log_probs.shape[-1]
         total = scores[:, :, None] + log_probs.reshape(batch, k, vocab)  # [batch, k, V]
         flat = total.reshape(batch, k * vocab)
-        order = np.argsort(-flat, axis=1, kind="stable")[:, : 2 * k]  # enough to refill k live after k ends
+        order = _top(flat, 2 * k)  # enough to refill k live hypotheses after k ends
         next_rows = np.zeros(batch * k, np.int64)
         next_tokens = np.full(batch * k, end_id, np.int32)
         next_scores = np.full((batch, k), -np.inf)

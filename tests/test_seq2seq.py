@@ -91,6 +91,17 @@ def test_each_step_is_one_call_for_the_whole_batch_and_beam():
     assert len(step.calls) <= 3 and step.calls[0] == 5
 
 
+def test_top_candidates_equal_a_stable_full_sort_with_ties():
+    from serving.beam import _top
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        scores = rng.integers(0, 4, (3, 9)).astype(float)  # many ties
+        scores[0, 2] = scores[1] = -np.inf  # a dead hypothesis, a finished sentence
+        for n in (1, 3, 9, 12):
+            assert (_top(scores, n) == np.argsort(-scores, axis=1, kind="stable")[:, :n]).all()
+
+
 # --- export parity of every variant --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cell,attention,bidirectional,layers", [

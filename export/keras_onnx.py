@@ -597,3 +597,4 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
                               producer_name="rnn-toolkit keras_onnx")
     onnx.checker.check_model(proto)
     return proto
+import export.emit_memory  # noqa: E402,F401  (registers the MemN2N emitter; imported last: it reads EMITTERS)

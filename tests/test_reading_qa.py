@@ -167,6 +167,7 @@ def test_memn2n_learns_built_in_stories_and_exports_with_parity(qa_run):
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["task"] == "reading_qa" and meta["memory_size"] == 12
+    assert meta["onnx_converter"] == "native"  # export/emit_memory.py, not tf2onnx
     assert sorted(p.name for p in out.glob("attention_*.png")) == ["attention_0.png", "attention_1.png",
                                                                    "attention_2.png"]
 

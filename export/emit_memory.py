@@ -1,0 +1,91 @@
+"""Native ONNX emitter for the End-To-End Memory Network layer (``models.memory.MemN2N``), registered into
+``export.keras_onnx.EMITTERS``: Gather + Einsum + Softmax, the same maths as the Keras layer (position-encoded bags,
+temporal encoding, masked attention per hop). The recurrent reader has no emitter and goes through tf2onnx."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto
+
+from export.keras_onnx import EMITTERS, UnsupportedLayer
+from models.memory import MemN2N
+
+
+def _weights(g, layer, arrays: dict, hint: str) -> dict:
+    return {name: g.const(np.asarray(value, np.float32), f"{hint}_{name}") for name, value in arrays.items()}
+
+
+def _position_weights(g, ids: str, width: int, position_encoding: bool, hint: str):
+    """(a, c, real) float tensors [..., words]: the position-encoding factors l_kj = a_j - (k/d) c_j, masked."""
+    real = g.op("Cast", [g.op("Not", [g.op("Equal", [ids, g.const(np.int32(0), f"{hint}_zero")], hint)], hint)],
+                hint, to=TensorProto.FLOAT)
+    if not position_encoding:
+        return real, None, real
+    length = g.op("Max", [g.reduce("ReduceSum", real, [-1], hint, keepdims=1), g.const(np.float32(1), f"{hint}_one")],
+                  hint)
+    j = g.op("Div", [g.const(np.arange(1, width + 1, dtype=np.float32), f"{hint}_positions"), length], hint)
+    one = g.const(np.float32(1), f"{hint}_one")
+    a = g.op("Mul", [g.op("Sub", [one, j], hint), real], hint)
+    c = g.op("Mul", [g.op("Sub", [one, g.op("Mul", [j, g.const(np.float32(2), f"{hint}_two")], hint)], hint), real],
+             hint)
+    return a, c, real
+
+
+def _embed(g, layer, ids: str, table: str, a: str, c: str | None, letters: str, hint: str) -> str:
+    """Σ_j l_j E[x_j] for ids [b(, m), w]: Gather then Einsum over the words."""
+    gathered = g.op("Gather", [table, ids], hint)  # [..., w, d]
+    out = g.op("Einsum", [a, gathered], hint, equation=f"{letters}w,{letters}wd->{letters}d")
+    if c is not None:
+        k = g.const((np.arange(1, layer.embed_dim + 1) / layer.embed_dim).astype(np.float32), f"{hint}_k")
+        term = g.op("Einsum", [c, gathered], hint, equation=f"{letters}w,{letters}wd->{letters}d")
+        out = g.op("Sub", [out, g.op("Mul", [k, term], hint)], hint)
+    return out
+
+
+def _memn2n(g, layer, call):
+    """MemN2N: [story, question] → (answer probabilities, attention [batch, hops, slots])."""
+    if layer.members != 1:
+        raise UnsupportedLayer(layer, f"{layer.members} members side by side (export one, see extract_member)")
+    story, question = call.first
+    if story.shape[-1] is None:
+        raise UnsupportedLayer(layer, "sentence length not fixed")
+    hint, width = layer.name, int(story.shape[-1])
+    w = _weights(g, layer, layer.member_weights(0), hint)
+    gate = float(np.asarray(layer.softmax_gate))
+    a, c, real = _position_weights(g, story.name, width, layer.position_encoding, f"{hint}_story")
+    qa, qc, _ = _position_weights(g, question.name, width, layer.position_encoding, f"{hint}_question")
+    valid = g.op("Cast", [g.op("Greater", [g.reduce("ReduceSum", real, [-1], hint),
+                                           g.const(np.float32(0), f"{hint}_zero_f")], hint)], hint,
+                 to=TensorProto.FLOAT)  # [batch, slots]
+    slots = g.op("Slice", [g.op("Shape", [story.name], hint), g.const([1], f"{hint}_s1", np.int64),
+                           g.const([2], f"{hint}_s2", np.int64)], hint)
+    memories = []
+    for k in range(layer.hops + 1):
+        m = _embed(g, layer, story.name, w[f"embedding_{k}"], a, c, "bm", f"{hint}_m{k}")
+        if layer.temporal:
+            t = g.op("Slice", [w[f"temporal_{k}"], g.const([0], f"{hint}_t0", np.int64), slots,
+                               g.const([0], f"{hint}_tax", np.int64)], hint)
+            m = g.op("Add", [m, t], hint)
+        memories.append(m)
+    u = _embed(g, layer, question.name, w["embedding_0"], qa, qc, "b", f"{hint}_u")
+    floor = g.const(np.float32(-1e9), f"{hint}_floor")
+    weights = []
+    for k in range(layer.hops):
+        scores = g.op("Einsum", [u, memories[k]], hint, equation="bd,bmd->bm")
+        masked = g.op("Where", [g.op("Greater", [valid, g.const(np.float32(0), f"{hint}_zero_v")], hint), scores, floor],
+                      hint)
+        p = g.op("Mul", [g.op("Softmax", [masked], hint, axis=-1), valid], hint)
+        if gate != 1.0:  # linear start (never in a finished model, kept exact anyway)
+            linear = g.op("Mul", [scores, valid], hint)
+            p = g.op("Add", [g.op("Mul", [p, g.const(np.float32(gate), f"{hint}_gate")], hint),
+                             g.op("Mul", [linear, g.const(np.float32(1 - gate), f"{hint}_ungate")], hint)], hint)
+        weights.append(g.unsqueeze(p, [1], hint))
+        u = g.op("Add", [u, g.op("Einsum", [p, memories[k + 1]], hint, equation="bm,bmd->bd")], hint)
+    answers = np.asarray(layer.member_weights(0)[f"embedding_{layer.hops}"])[layer.answer_ids].T
+    logits = g.op("MatMul", [u, g.const(answers.astype(np.float32), f"{hint}_answers")], hint)
+    probs = g.op("Softmax", [logits], hint, axis=-1)
+    attention = weights[0] if len(weights) == 1 else g.op("Concat", weights, hint, axis=1)
+    return [(probs, None), (attention, None)]
+
+
+EMITTERS[MemN2N] = _memn2n

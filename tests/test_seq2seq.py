@@ -232,3 +232,23 @@ def test_run_dir_metadata_and_mismatch_is_caught(reverse_run, tmp_path):
     (broken / "decoder_step.onnx").unlink()
     with pytest.raises(ModelError, match="no decoder_step.onnx"):
         serving.load(broken)
+
+
+def test_ort_decoding_makes_one_decoder_call_per_step_for_the_whole_beam(reverse_run):
+    import serving
+
+    out, _, splits = reverse_run
+    predictor = serving.load(out)
+    rows, run = [], predictor.model.decoder.run
+
+    def counted(feeds, outputs=None):
+        rows.append(len(feeds["token_ids"]))
+        return run(feeds, outputs)
+
+    predictor.model.decoder.run = counted
+    sources = [s for s, _ in splits["test"]][:10]
+    hyps = predictor.decode_tokens(sources, beam_size=3, max_len=10)
+    assert set(rows) == {30} and len(rows) <= max(len(h.ids) for h in hyps) + 1
+    rows.clear()
+    predictor.decode_tokens(sources, beam_size=1, max_len=10)
+    assert rows[0] == 10 and len(rows) <= 10

@@ -236,13 +236,15 @@ def training_dataset(feats: list[np.ndarray], targets: list[np.ndarray], config:
     return data.prefetch(tf.data.AUTOTUNE)
 
 
-def padded_batches(feats: list[np.ndarray], batch_size: int = 64):
-    """Input dicts of ``batch_size`` clips in order, features zero-padded (for prediction and parity)."""
+def padded_batches(feats: list[np.ndarray], batch_size: int = 64, multiple: int = 1):
+    """Input dicts of ``batch_size`` clips in order, features zero-padded to a multiple of ``multiple`` frames
+    (the subsampling stride: then the strided convolution sees the same frame grid in any batch)."""
     from models.speech import FRAMES, INPUT
 
     for start in range(0, len(feats), batch_size):
         chunk = feats[start:start + batch_size]
-        x = np.zeros((len(chunk), max(len(f) for f in chunk), chunk[0].shape[1]), np.float32)
+        width = -(-max(len(f) for f in chunk) // multiple) * multiple
+        x = np.zeros((len(chunk), width, chunk[0].shape[1]), np.float32)
         for i, f in enumerate(chunk):
             x[i, : len(f)] = f
         yield {INPUT: x, FRAMES: np.array([len(f) for f in chunk], np.int32)}
@@ -253,7 +255,7 @@ def predict_steps(model, feats: list[np.ndarray], subsample: int) -> list[np.nda
     from models.speech import FRAMES, output_frames
 
     out = []
-    for batch in padded_batches(feats):
+    for batch in padded_batches(feats, multiple=subsample):
         values = next(iter(model(batch, training=False).values()))
         values = np.asarray(values)
         for row, n in zip(values, output_frames(batch[FRAMES], subsample)):
@@ -464,7 +466,7 @@ def run(config: SpeechCTCConfig) -> dict:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         model.save(run_dir / "model.keras")
         batches = []
-        for batch in padded_batches(feats["dev"][:48], 16):
+        for batch in padded_batches(feats["dev"][:48], 16, config.subsample):
             batches.append({**batch, "lengths": output_frames(batch["frames"], config.subsample)})
         meta = export_model(model, run_dir, task_metadata(config, spec, model), batches)
         metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())

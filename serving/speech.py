@@ -144,7 +144,10 @@ class SpeechRecognizer:
                     raise InputError(str(err) if len(clips) == 1 else f"clips[{start + i}]: {err}") from None
                 waves.append(wave)
                 feats.append(audio.normalize(audio.log_mel(wave, self.spec), self.spec))
-            x = np.zeros((len(feats), max(len(f) for f in feats), self.spec.n_mels), np.float32)
+            # a width that is a multiple of the stride keeps the strided 'same' convolution's frame grid the same
+            # whatever the batch (TF pads (k - stride) // 2 frames on the left only then)
+            width = -(-max(len(f) for f in feats) // self.subsample) * self.subsample
+            x = np.zeros((len(feats), width, self.spec.n_mels), np.float32)
             for i, f in enumerate(feats):
                 x[i, : len(f)] = f
             frames = np.array([len(f) for f in feats], np.int32)

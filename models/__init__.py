@@ -3,5 +3,5 @@
 Importing the package registers the custom layers and losses, so ``keras.saving.load_model`` finds them.
 """
 
-from models import heads, losses  # noqa: F401
+from models import cells, heads, losses, ntm  # noqa: F401
 from models import speech  # noqa: F401,E402  (speech_ctc: FrameMask, SubsampleMask, PackedCTCLoss)

@@ -3,5 +3,4 @@
 Importing the package registers the custom layers and losses, so ``keras.saving.load_model`` finds them.
 """
 
-from models import cells, heads, losses, ntm  # noqa: F401
-from models import speech  # noqa: F401,E402  (speech_ctc: FrameMask, SubsampleMask, PackedCTCLoss)
+from models import attention, cells, heads, losses, memory, ntm, speech, speech_autoencoder  # noqa: F401

@@ -142,13 +142,16 @@ def run(config: SlotFillingConfig) -> dict:
 
         preprocessor = slot_data.SlotPreprocessor(run_dir)
 
-        def epoch_data(epoch: int):
+        def shuffled(seed: int):
             dataset = slot_data.training_dataset(
                 splits["train"], preprocessor, batch_size=config.batch_size * run.replicas,
-                max_len=config.max_len, seed=training.epoch_seed(config.seed, epoch),
-                word_dropout_rate=config.word_dropout, drop_remainder=run.replicas > 1,
+                max_len=config.max_len, seed=seed, word_dropout_rate=config.word_dropout,
+                drop_remainder=run.replicas > 1,
             )
             return distribute.distributed_options(dataset) if run.worker.count > 1 else dataset
+
+        def epoch_data(epoch: int):
+            return training.epoch_dataset(shuffled, config.seed, epoch, distributed=run.replicas > 1)
 
         def build():
             return build_slot_filler(

@@ -196,7 +196,7 @@ def fit_epochs(model, make_dataset, run: Run, config, *, monitor: str, patience:
     """Trains epoch by epoch, saving the whole training state after each one (see ``pipelines.resume``).
 
     The data of epoch ``e`` is ``make_dataset(e)``, which must depend only on the seed and ``e`` (use
-    :func:`epoch_seed`): so a resumed run sees exactly the batches, word dropout and dropout masks the
+    :func:`epoch_dataset`): so a resumed run sees exactly the batches, word dropout and dropout masks the
     uninterrupted run would have, and ends with the same weights.
 
     Args:
@@ -277,6 +277,26 @@ def _write_history(path: Path, history: list[dict]) -> None:
         writer = csv.DictWriter(f, fieldnames=names)
         writer.writeheader()
         writer.writerows(history)
+
+
+def epoch_dataset(make, seed: int, epoch: int, distributed: bool = False):
+    """The training data of one epoch: a function of the run's seed and the epoch only.
+
+    Args:
+      make: seed → a dataset shuffled with ``reshuffle_each_iteration`` (and seeded augmentation).
+      distributed: several replicas or workers.
+
+    On one replica it is ``make(seed)`` with its reshuffling advanced by ``epoch`` iterations (creating an iterator
+    draws the next order), which are exactly the batches one ``fit`` over all the epochs would see. A strategy
+    rebuilds the dataset it is given (and its reshuffling state), so a distributed run seeds each epoch with
+    :func:`epoch_seed` instead.
+    """
+    if distributed:
+        return make(epoch_seed(seed, epoch))
+    dataset = make(seed)
+    for _ in range(epoch):
+        iter(dataset)
+    return dataset
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -80,16 +80,18 @@ def export_model(
     if not batches:
         raise ExportError("export needs at least one parity batch")
     per_step = _per_step_outputs(task_meta)
+    log_scale = parity.log_scale_outputs(task_meta)
     reference = _keras_runner(model)
 
     write_saved_model(model, run_dir / SAVED_MODEL_DIR)
-    saved_diff = parity.verify("SavedModel", reference, _saved_model_runner(run_dir / SAVED_MODEL_DIR), batches, per_step)
+    saved_diff = parity.verify("SavedModel", reference, _saved_model_runner(run_dir / SAVED_MODEL_DIR), batches, per_step,
+                               log_scale=log_scale)
 
     proto, route = to_onnx(model, opset)
     onnx_path = run_dir / ONNX_FILE
     onnx.save(proto, str(onnx_path))
     onnx_model = OnnxModel(onnx_path)
-    onnx_diff = parity.verify("ONNX", reference, onnx_model.run, batches, per_step)
+    onnx_diff = parity.verify("ONNX", reference, onnx_model.run, batches, per_step, log_scale=log_scale)
 
     meta = {
         **task_meta,
@@ -98,7 +100,7 @@ def export_model(
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(opset),
         "onnx_converter": route,
-        "parity": {"tolerance": parity.TOLERANCE, "batches": len(batches),
+        "parity": {"tolerance": parity.TOLERANCE, "batches": len(batches), "relative_beyond_1": sorted(log_scale),
                    "onnx_max_abs_diff": onnx_diff, "saved_model_max_abs_diff": saved_diff},
     }
     embed_metadata(proto, meta)

@@ -2,6 +2,11 @@
 
 Per-step outputs (whose metadata shape has a ``time`` axis) are compared at the real steps of each sentence only:
 what a model emits at padded steps is undefined.
+
+Log-scale outputs (metadata ``"kind": "log_probs"``) are compared relative to their size beyond 1:
+``|a - b| / max(1, |a|)``. A float32 log-probability of -30 has a spacing of 2e-6 between representable values, and
+a few sums in a different order move it by several of those; in probability space that is a relative error of
+1e-5 on a number near 1e-13, which no decoder can see.
 """
 
 from __future__ import annotations
@@ -41,9 +46,11 @@ def _valid(output: np.ndarray, lengths: np.ndarray, per_step: bool) -> np.ndarra
 
 
 def compare(
-    reference: dict[str, np.ndarray], other: dict[str, np.ndarray], lengths: np.ndarray, per_step: set[str]
+    reference: dict[str, np.ndarray], other: dict[str, np.ndarray], lengths: np.ndarray, per_step: set[str],
+    log_scale: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, float]:
-    """Max abs difference per output, over real steps only for the outputs named in ``per_step``."""
+    """Max abs difference per output, over real steps only for the outputs named in ``per_step``; for the outputs
+    named in ``log_scale``, the difference is divided by ``max(1, |reference|)``."""
     diffs = {}
     for name, ref in reference.items():
         if name not in other:
@@ -51,12 +58,22 @@ def compare(
         a, b = np.asarray(ref), np.asarray(other[name])
         if a.shape != b.shape:
             raise ParityError(f"output {name!r} has shape {b.shape} in the export but {a.shape} in Keras")
-        diffs[name] = float(np.max(np.abs(_valid(a, lengths, name in per_step) - _valid(b, lengths, name in per_step))))
+        a, b = _valid(a, lengths, name in per_step), _valid(b, lengths, name in per_step)
+        diff = np.abs(a - b)
+        if name in log_scale:
+            diff = diff / np.maximum(1.0, np.abs(a))
+        diffs[name] = float(np.max(diff))
     return diffs
 
 
+def log_scale_outputs(task_meta: dict) -> set[str]:
+    """The outputs whose metadata says they are log-probabilities."""
+    return {name for name, spec in task_meta["outputs"].items() if spec.get("kind") == "log_probs"}
+
+
 def verify(
-    label: str, run_reference, run_other, batches: list[dict], per_step: set[str], tolerance: float = TOLERANCE
+    label: str, run_reference, run_other, batches: list[dict], per_step: set[str], tolerance: float = TOLERANCE,
+    log_scale: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, float]:
     """Runs both sides on every batch and returns the worst difference per output.
 
@@ -67,11 +84,12 @@ def verify(
     for index, batch in enumerate(batches):
         lengths = batch["lengths"]
         feeds = {name: value for name, value in batch.items() if name != "lengths"}
-        diffs = compare(run_reference(feeds), run_other(feeds), lengths, per_step)
+        diffs = compare(run_reference(feeds), run_other(feeds), lengths, per_step, log_scale)
         for name, diff in diffs.items():
             if not diff <= tolerance:
+                how = "relative to max(1, |value|) " if name in log_scale else ""
                 raise ParityError(
-                    f"{label} output {name!r} differs from Keras by {diff:.3g} (limit {tolerance:g}) on parity "
+                    f"{label} output {name!r} differs from Keras by {diff:.3g} {how}(limit {tolerance:g}) on parity "
                     f"batch {index} ({len(lengths)} sequences, lengths {lengths.min()}-{lengths.max()})"
                 )
             worst[name] = max(worst.get(name, 0.0), diff)

@@ -464,6 +464,7 @@ def run(config: SpeechCTCConfig) -> dict:
                 "framewise_train_seconds": round(time.time() - base_started, 1),
             })
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"test metrics (before export): {json.dumps(metrics)}", flush=True)
         model.save(run_dir / "model.keras")
         batches = []
         for batch in padded_batches(feats["dev"][:48], 16, config.subsample):

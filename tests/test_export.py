@@ -42,6 +42,21 @@ def test_onnx_matches_keras_on_a_new_mixed_length_batch(slot_run, slot_model):
     assert diffs["slot_probs"] <= 1e-5 and diffs["intent_probs"] <= 1e-5
 
 
+def test_log_probs_are_compared_relative_to_their_size_beyond_one():
+    lengths = np.array([2])
+    reference = {"log_probs": np.array([[[-30.0, -0.5], [-2.0, -0.1]]], np.float32)}
+    moved = {"log_probs": reference["log_probs"] + np.array([[[6e-5, 0], [0, 0]]], np.float32)}
+    absolute = parity.compare(reference, moved, lengths, {"log_probs"})
+    relative = parity.compare(reference, moved, lengths, {"log_probs"}, log_scale={"log_probs"})
+    assert absolute["log_probs"] == pytest.approx(6e-5, rel=0.05)
+    assert relative["log_probs"] == pytest.approx(2e-6, rel=0.05)
+    near_one = {"log_probs": reference["log_probs"] + np.array([[[0, 2e-5], [0, 0]]], np.float32)}
+    with pytest.raises(parity.ParityError, match=r"'log_probs' differs from Keras by 2e-05 relative to max\(1"):
+        parity.verify("ONNX", lambda f: reference, lambda f: near_one, [{"x": 0, "lengths": lengths}],
+                      {"log_probs"}, log_scale={"log_probs"})
+    assert parity.log_scale_outputs({"outputs": {"a": {"kind": "log_probs"}, "b": {}}}) == {"a"}
+
+
 def test_saved_model_has_a_named_serving_signature(slot_run, slot_model):
     import tensorflow as tf
 

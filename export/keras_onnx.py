@@ -593,8 +593,11 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         graph_outputs.append(helper.make_tensor_value_info(name, elem, _dims(tensor.shape)))
 
     graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, g.initializers)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="rnn-toolkit keras_onnx")
+    imports = [helper.make_opsetid("", opset)]
+    if any(node.domain == "ai.onnx.ml" for node in g.nodes):  # LabelEncoder (models.ngrams)
+        imports.append(helper.make_opsetid("ai.onnx.ml", 2))
+    proto = helper.make_model(graph, opset_imports=imports, producer_name="rnn-toolkit keras_onnx")
     onnx.checker.check_model(proto)
     return proto
 import export.emit_memory  # noqa: E402,F401  (registers the MemN2N emitter; imported last: it reads EMITTERS)
+import export.emit_ngrams  # noqa: E402,F401  (the naive-Bayes n-gram path)

@@ -40,6 +40,9 @@ class SentimentConfig:
     pool_embeddings: bool = dataclasses.field(
         default=False, metadata={"help": "also classify from the max-pooled word embeddings (bag of words)"})
     members: int = dataclasses.field(default=1, metadata={"help": "ensemble size: independent models averaged"})
+    naive_bayes: int = dataclasses.field(
+        default=0, metadata={"help": "mix in a naive-Bayes path over 1..N-grams after training (weights fitted on dev); "
+                                     "0: none"})
     pretrain_epochs: int = dataclasses.field(
         default=0, metadata={"help": "epochs of language-model pre-training on the training texts; 0: none"})
     lm_vocab: int = dataclasses.field(default=10000, metadata={"help": "most frequent tokens the language model predicts"})
@@ -65,6 +68,8 @@ class SentimentConfig:
         for name in ("dropout", "token_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        if self.naive_bayes < 0:
+            raise DataError(f"--naive-bayes must not be negative, got {self.naive_bayes}")
         if self.pretrain_epochs < 0 or self.lm_vocab < 2:
             raise DataError("--pretrain-epochs must not be negative and --lm-vocab must be at least 2")
         if self.max_len < 0 or self.learning_rate <= 0 or self.clipnorm < 0:
@@ -132,6 +137,52 @@ def pretrain(model, config: SentimentConfig, train: list[TextExample], preproces
         copy_pretrained(lm, model, prefix)
 
 
+def add_naive_bayes(model, config: SentimentConfig, splits: dict, preprocessor, vocab_size: int, labels: list[str]):
+    """The trained ``model`` with a naive-Bayes n-gram path: tables counted on train, mixing weights fitted on dev.
+
+    Returns:
+      (the mixed model, figures: each part's dev and test accuracy alone and the fitted weights).
+    """
+    import numpy as np
+
+    from models.ngrams import with_naive_bayes
+    from models.sentiment import OUTPUT
+    from pipelines import ngrams
+    from pipelines.text_data import inference_dataset
+
+    def texts(split):
+        return [ex.text for ex in splits[split]]
+
+    targets = {split: np.array([labels.index(ex.label) for ex in splits[split]]) for split in ("train", "valid", "test")}
+    sizes, tables = ngrams.count_tables(inference_dataset(texts("train"), preprocessor), targets["train"], len(labels),
+                                        vocab_size, config.naive_bayes)
+    mixed = with_naive_bayes(model, vocab_size, output=OUTPUT, sizes=sizes)
+    path = mixed.get_layer("naive_bayes")
+    path.set_weights(tables)
+
+    def scores(split):
+        return np.concatenate([np.asarray(path(ids)) for ids in inference_dataset(texts(split), preprocessor)])
+
+    dev_probs = predict_probs(model, texts("valid"), preprocessor)
+    a, b, c = ngrams.fit_mix(dev_probs, scores("valid"), targets["valid"])
+    mixed.get_layer("mix").set_weights([np.float32(a), np.float32(b), c])
+
+    def cross_entropy(probs):
+        return float(-np.mean(np.log(np.maximum(probs[np.arange(len(probs)), targets["valid"]], 1e-12))))
+
+    figures = {"mix_weights": {"recurrent": round(a, 4), "naive_bayes": round(b, 4)},
+               "recurrent_dev_cross_entropy": cross_entropy(dev_probs),
+               "dev_cross_entropy": cross_entropy(predict_probs(mixed, texts("valid"), preprocessor))}
+    for split, key in (("valid", "dev_accuracy"), ("test", "accuracy")):
+        figures[f"recurrent_{key}"] = float(np.mean(predict_probs(model, texts(split), preprocessor).argmax(-1)
+                                                    == targets[split]))
+        figures[f"naive_bayes_{key}"] = float(np.mean(scores(split).argmax(-1) == targets[split]))
+    print(f"naive-Bayes path (1..{config.naive_bayes}-grams): mixed as softmax({a:.3f} log p + {b:.3f} s + c); "
+          f"alone: dev {figures['naive_bayes_dev_accuracy']:.3f}; the recurrent model alone: dev "
+          f"{figures['recurrent_dev_accuracy']:.3f}")
+    return mixed, figures
+
+
 def parity_batches(texts: list[str], preprocessor, n: int = 4, size: int = 16) -> list[dict]:
     """Real batches of mixed lengths for the export parity check."""
     from pipelines import batching
@@ -163,7 +214,7 @@ def task_metadata(config: SentimentConfig, vocab: list[str], labels: list[str], 
         "model": {"readout": config.readout, "cell": config.cell, "bidirectional": config.bidirectional,
                   "layers": config.layers, "hidden": config.hidden, "embed_dim": config.embed_dim,
                   "members": config.members, "pool_embeddings": config.pool_embeddings,
-                  "pretrain_epochs": config.pretrain_epochs},
+                  "pretrain_epochs": config.pretrain_epochs, "naive_bayes": config.naive_bayes},
     }
 
 
@@ -209,6 +260,9 @@ def run(config: SentimentConfig) -> dict:
                                          ema=bool(config.ema)),
         )
         model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
+        parts = {}
+        if config.naive_bayes:
+            model, parts = add_naive_bayes(model, config, splits, preprocessor, len(vocab), labels)
         train_seconds = time.time() - started
 
         metrics = {
@@ -217,6 +271,7 @@ def run(config: SentimentConfig) -> dict:
             "test_examples": len(splits["test"]),
             "parameters": model.count_params(),
             "train_seconds": round(train_seconds, 1),
+            **{k: v for k, v in parts.items() if k != "mix_weights"},
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         model.save(run_dir / "model.keras")

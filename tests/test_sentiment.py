@@ -139,6 +139,89 @@ def test_padding_never_changes_a_prediction():
             assert weights[3:].max() == 0.0 and abs(weights.sum() - 1.0) < 1e-6
 
 
+# --- the naive-Bayes n-gram path ----------------------------------------------------------------------------------------
+
+def test_ngram_keys_read_the_ids_in_base_vocab_size_and_mask_padding():
+    from models.ngrams import NaiveBayesNgrams, ngram_keys
+
+    ids = np.array([[3, 4, 5, 0], [7, 0, 0, 0]], np.int32)
+    bigrams, real = (np.asarray(t) for t in ngram_keys(ids, 2, 50))
+    assert bigrams[0, :2].tolist() == [3 * 50 + 4, 4 * 50 + 5]
+    assert real.tolist() == [[True, True, False, False], [False, False, False, False]]
+    trigrams, real3 = (np.asarray(t) for t in ngram_keys(ids[:, :2], 3, 50))  # shorter than the order
+    assert trigrams.shape == (2, 2) and not real3.any()
+    with pytest.raises(ValueError, match="3-gram keys over 3000000 tokens overflow int64"):
+        NaiveBayesNgrams(3_000_000, 2, [1, 1])
+
+
+def test_naive_bayes_tables_favour_the_class_an_ngram_occurs_in():
+    from pipelines.ngrams import count_tables
+
+    ids = np.array([[2, 3, 4], [2, 3, 0], [5, 3, 4], [5, 6, 0]], np.int32)  # "2 3" only in class 1, "5" only in 0
+    sizes, (unigrams, keys, bigrams) = count_tables([ids[:2], ids[2:]], np.array([1, 1, 0, 0]), 2, 8, 2)
+    assert unigrams[2, 1] > 0 > unigrams[2, 0] and unigrams[5, 0] > 0 > unigrams[5, 1]
+    assert abs(unigrams[4, 0] - unigrams[4, 1]) < 1e-6  # once in each class, both classes 5 tokens long
+    assert unigrams[7].tolist() == [0.0, 0.0] and unigrams[0].tolist() == [0.0, 0.0]  # unseen, padding
+    assert sizes == [5] and keys.tolist() == [-1, 2 * 8 + 3, 3 * 8 + 4, 5 * 8 + 3, 5 * 8 + 6]
+    assert bigrams[0].tolist() == [0.0, 0.0] and bigrams[1, 1] > 0 > bigrams[1, 0] and bigrams[3, 0] > 0
+    assert abs(bigrams[2]).max() < 1e-6  # "3 4": once in each class
+    with pytest.raises(ValueError, match="more texts in the batches than the 3 labels"):
+        count_tables([ids], np.array([1, 1, 0]), 2, 8, 2)
+    with pytest.raises(ValueError, match="4 texts in the batches but 5 labels"):
+        count_tables([ids], np.array([1, 1, 0, 0, 1]), 2, 8, 2)
+
+
+def test_fit_mix_recovers_the_weights_that_made_the_labels():
+    from pipelines.ngrams import fit_mix
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    probs = rng.dirichlet([1.0, 1.0], n).astype(np.float32)
+    scores = rng.normal(0, 2, (n, 2)).astype(np.float32)
+    logits = 1.5 * np.log(probs) + 0.5 * scores + np.array([0.3, 0.0])
+    q = np.exp(logits - logits.max(1, keepdims=True))
+    q /= q.sum(1, keepdims=True)
+    labels = (rng.random(n) < q[:, 1]).astype(int)
+    a, b, c = fit_mix(probs, scores, labels)
+    assert a == pytest.approx(1.5, abs=0.1) and b == pytest.approx(0.5, abs=0.05)
+    assert c[0] - c[1] == pytest.approx(0.3, abs=0.1)
+
+
+def test_the_naive_bayes_path_converts_natively_and_survives_saving(tmp_path):
+    import keras
+    import onnxruntime as ort
+
+    from export.keras_onnx import convert
+    from models.ngrams import with_naive_bayes
+    from models.sentiment import build_text_classifier
+
+    model = build_text_classifier(40, 2, embed_dim=8, units=6)
+    ids = np.array([[3, 4, 5, 0, 0, 0], [6, 7, 8, 9, 2, 11], [1, 0, 0, 0, 0, 0]], np.int32)
+    mixed = with_naive_bayes(model, 40, output="class_probs", sizes=[4, 3])
+    np.testing.assert_allclose(mixed(ids)["class_probs"], model(ids)["class_probs"], atol=1e-6)  # a=1, b=0: as trained
+    rng = np.random.default_rng(1)
+    bigram_keys = np.array([-1, 3 * 40 + 4, 6 * 40 + 7, 8 * 40 + 9], np.int64)  # seen: "3 4", "6 7", "8 9"
+    trigram_keys = np.array([-1, (3 * 40 + 4) * 40 + 5, (7 * 40 + 8) * 40 + 9], np.int64)
+    unigrams, bigrams, trigrams = (rng.normal(size=(k, 2)).astype(np.float32) for k in (40, 4, 3))
+    bigrams[0] = trigrams[0] = 0.0
+    mixed.get_layer("naive_bayes").set_weights([unigrams, bigram_keys, bigrams, trigram_keys, trigrams])
+    path = mixed.get_layer("naive_bayes")
+    expected_scores = unigrams[[3, 4, 5]].sum(0) + bigrams[1] + trigrams[1]  # "4 5" unseen
+    np.testing.assert_allclose(np.asarray(path(ids[:1]))[0], expected_scores, rtol=1e-6)
+    mixed.get_layer("mix").set_weights([np.float32(0.8), np.float32(0.4), np.array([0.2, -0.2], np.float32)])
+    expected = {k: np.asarray(v) for k, v in mixed(ids).items()}
+    assert np.abs(expected["class_probs"] - np.asarray(model(ids)["class_probs"])).max() > 0.01
+    session = ort.InferenceSession(convert(mixed).SerializeToString())
+    for batch in (ids, ids[:, :1], ids[:, :2]):
+        got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"token_ids": batch})))
+        want = {k: np.asarray(v) for k, v in mixed(batch).items()}
+        assert set(got) == {"class_probs", "attention_weights"}
+        assert np.abs(got["class_probs"] - want["class_probs"]).max() <= 1e-6
+    mixed.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded(ids)["class_probs"], expected["class_probs"], atol=1e-7)
+
+
 # --- a trained run: export, serving ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -146,7 +229,7 @@ def word_run(tmp_path_factory):
     from pipelines.sentiment import SentimentConfig, run
 
     out = tmp_path_factory.mktemp("runs") / "sentiment"
-    metrics = run(SentimentConfig(out=str(out), quick=True, epochs=5, synthetic_size=1200))
+    metrics = run(SentimentConfig(out=str(out), quick=True, epochs=5, synthetic_size=1200, naive_bayes=2))
     return out, metrics
 
 
@@ -159,11 +242,13 @@ def test_run_learns_the_builtin_data_and_exports_with_parity(word_run):
     out, metrics = word_run
     assert metrics["accuracy"] >= 0.85, metrics
     assert metrics["onnx_max_abs_diff"] <= 1e-5
+    assert 0 <= metrics["naive_bayes_accuracy"] <= 1 and 0 <= metrics["recurrent_accuracy"] <= 1
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["task"] == "sentiment" and meta["labels"] == ["negative", "positive"]
     assert meta["outputs"]["attention_weights"]["shape"] == ["batch", "time"]
     assert meta["tokenizer"]["name"] == "casefold_punct_v1" and meta["max_len"] == 128
     assert max(meta["parity"]["saved_model_max_abs_diff"].values()) <= 1e-5
+    assert meta["onnx_converter"] == "native" and meta["model"]["naive_bayes"] == 2
     for name in ("model.onnx", "saved_model", "metrics.json", "train.log", "vocab.txt", "labels.txt"):
         assert (out / name).exists(), name
 

@@ -41,8 +41,8 @@ class SentimentConfig:
         default=False, metadata={"help": "also classify from the max-pooled word embeddings (bag of words)"})
     members: int = dataclasses.field(default=1, metadata={"help": "ensemble size: independent models averaged"})
     naive_bayes: int = dataclasses.field(
-        default=0, metadata={"help": "mix in a naive-Bayes path over 1..N-grams after training (weights fitted on dev); "
-                                     "0: none"})
+        default=3, metadata={"help": "mix in a naive-Bayes path over 1..N-grams after training (weights fitted on dev); "
+                                     "0: none, the recurrent model alone"})
     pretrain_epochs: int = dataclasses.field(
         default=0, metadata={"help": "epochs of language-model pre-training on the training texts; 0: none"})
     lm_vocab: int = dataclasses.field(default=10000, metadata={"help": "most frequent tokens the language model predicts"})

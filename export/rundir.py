@@ -5,9 +5,41 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+
+
+def _staging_prefix(name: str, pid: int | None = None) -> str:
+    """``.NAME.partial-HOST-PID-``: whose staging folder it is, so a later run can tell a dead one."""
+    host = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+    return f".{name}.partial-{host}-{os.getpid() if pid is None else pid}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_dead_staging(run_dir: Path) -> list[Path]:
+    """Removes the staging folders of ``run_dir`` left by processes of this host that are gone (a run killed with
+    SIGKILL or by the OOM killer cannot clean up after itself); returns what it removed. Folders of live processes
+    and of other hosts are left alone."""
+    mine = re.compile(re.escape(_staging_prefix(run_dir.name, 0)[:-2]) + r"(\d+)-")
+    removed = []
+    for folder in run_dir.parent.glob(f".{run_dir.name}.partial-*"):
+        match = mine.match(folder.name)
+        if match and folder.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @contextlib.contextmanager
@@ -18,11 +50,13 @@ def staged(run_dir: str | Path, copy_existing: bool = False):
       run_dir: the final folder. An existing one is replaced only after the new one is complete.
       copy_existing: start from a copy of the existing run dir (to rewrite part of it, e.g. a re-export).
 
-    On an exception the temporary folder is removed and ``run_dir`` is left as it was.
+    On an exception the temporary folder is removed and ``run_dir`` is left as it was; staging folders that killed
+    runs left behind are removed first (:func:`remove_dead_staging`).
     """
     run_dir = Path(run_dir).absolute()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.partial-", dir=run_dir.parent))
+    remove_dead_staging(run_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=_staging_prefix(run_dir.name), dir=run_dir.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a run dir is as readable as any folder
     try:
         if copy_existing:

@@ -124,6 +124,32 @@ def test_interrupted_run_leaves_previous_run_dir_as_it_was(tmp_path):
     assert [p.name for p in run_dir.iterdir()] == ["model.onnx"]
 
 
+def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from export.rundir import _staging_prefix
+
+    run_dir = tmp_path / "run"
+    script = (f"from export.rundir import staged\nimport os, time\nwith staged({str(run_dir)!r}) as tmp:\n"
+              "    (tmp / 'model.onnx').write_text('half')\n    print('ready', flush=True)\n    time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parents[1])
+    assert child.stdout.readline().strip() == "ready"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    dead = list(tmp_path.glob(".run.partial-*"))
+    assert len(dead) == 1 and dead[0].name.startswith(_staging_prefix("run", child.pid))
+    live = tmp_path / (_staging_prefix("run") + "x")  # this process's: alive, kept
+    other_host = tmp_path / ".run.partial-elsewhere-1-x"
+    live.mkdir(), other_host.mkdir()
+    with staged(run_dir) as tmp:
+        (tmp / "model.onnx").write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other_host.name, "run"])
+
+
 def test_pipeline_rejects_misaligned_data_without_writing_a_run_dir(tmp_path):
     data = tmp_path / "data" / "train"
     data.mkdir(parents=True)

@@ -2,7 +2,7 @@
 
     nice -n 10 python -m benchmarks.babi_table --data-dir ../shared/data/babi/tasks_1-20_v1-2/en \
         [--models memn2n,reader] [--tasks 1-20] [--out runs/babi_table] [--epochs N] [--restarts N]
-        [--decay-every N] [--linear-start]
+        [--decay-every N] [--linear-start] [--pool DIR,...] [--joint RUN_DIR] [--report-only]
 
 Each (model, task) trains with ``pipelines.reading_qa`` (train / dev / test per SPLITS.md; the restart best on dev
 is kept) and writes OUT/<model>/qaN/metrics.json; a finished pair is not retrained (resume by running again).
@@ -77,6 +77,30 @@ def write_table(out: Path, results: dict[str, dict[int, dict]]) -> str:
     return markdown
 
 
+def pool_runs(results: dict[str, dict[int, dict]], pool: list[Path]) -> list[str]:
+    """Replaces a (model, task) result by a pool dir's run of the same pair when that run is better on dev; returns
+    the runs taken."""
+    taken = []
+    for folder in pool:
+        for model, per_task in results.items():
+            for metrics_file in sorted((folder / model).glob("qa*/metrics.json")):
+                task = int(metrics_file.parent.name[2:])
+                other = json.loads(metrics_file.read_text())
+                if task not in per_task or other["dev_accuracy"] > per_task[task]["dev_accuracy"]:
+                    per_task[task] = other
+                    taken.append(str(metrics_file.parent))
+    return taken
+
+
+def joint_column(run_dir: Path) -> dict[str, dict[int, dict]]:
+    """The per-task test accuracy of one jointly trained run, as a results column (its training time spread over
+    the tasks, so the column's total is the run's)."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    per_task = {int(t): a for t, a in metrics["per_task_accuracy"].items()}
+    share = metrics["train_seconds"] / len(per_task)
+    return {"memn2n joint": {t: {"accuracy": a, "train_seconds": share} for t, a in per_task.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.babi_table", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, help="bAbI tasks_1-20_v1-2/en folder")
@@ -89,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--linear-start", action=argparse.BooleanOptionalAction, default=False,
                         help="memn2n: start without the attention softmax (off: with Adam at 0.01 the softmax model "
                              "learns tasks 15 and 16 from the start)")
+    parser.add_argument("--pool", default="",
+                        help="more out dirs (comma-separated) whose (model, task) runs compete with OUT's: the run "
+                             "with the best dev accuracy is tabulated (settings chosen on dev, per task)")
+    parser.add_argument("--joint", default="",
+                        help="a jointly trained run dir (python -m pipelines.reading_qa --task joint): its per-task "
+                             "test accuracy becomes one more column")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tabulate the (model, task) runs already in OUT")
     args = parser.parse_args(argv)
@@ -114,8 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             results[model][task] = json.loads((run_dir / "metrics.json").read_text())
             if not args.report_only:
                 print(write_table(out, results), flush=True)
-    if args.report_only:
+    chosen = pool_runs(results, [Path(d) for d in args.pool.split(",") if d])
+    if args.joint:
+        results.update(joint_column(Path(args.joint)))
+    if args.report_only or chosen or args.joint:
         print(write_table(out, results))
+        if chosen:
+            print("runs taken from the pool (better on dev): " + ", ".join(chosen))
     print(f"wall time {time.time() - started:.0f} s")
     return 0
 

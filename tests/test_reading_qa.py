@@ -224,3 +224,28 @@ def test_served_bad_input_is_named(qa_run):
         result = predictor.answer(long_story, "Where is Mary?")
     assert result.dropped_statements == 6
     assert all(hop[:6] == [0.0] * 6 for hop in result.attention) and len(result.attention[0]) == 18
+
+
+def test_babi_table_pools_runs_by_dev_accuracy_and_adds_a_joint_column(tmp_path):
+    from benchmarks.babi_table import joint_column, pool_runs, write_table
+
+    def put(folder, task, dev, test):
+        run = folder / "memn2n" / f"qa{task}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"dev_accuracy": dev, "accuracy": test, "train_seconds": 10}))
+
+    put(tmp_path / "a", 2, 0.6, 0.58)
+    put(tmp_path / "b", 2, 0.8, 0.77)  # better on dev: taken
+    put(tmp_path / "a", 3, 0.9, 0.70)
+    put(tmp_path / "b", 3, 0.5, 0.95)  # better on test only: not taken
+    results = {"memn2n": {t: json.loads((tmp_path / "a" / "memn2n" / f"qa{t}" / "metrics.json").read_text())
+                          for t in (2, 3)}}
+    taken = pool_runs(results, [tmp_path / "b"])
+    assert taken == [str(tmp_path / "b" / "memn2n" / "qa2")]
+    joint = tmp_path / "joint"
+    joint.mkdir()
+    (joint / "metrics.json").write_text(json.dumps({"per_task_accuracy": {"2": 0.9, "3": 0.8}, "train_seconds": 60}))
+    results.update(joint_column(joint))
+    table = write_table(tmp_path, results)
+    assert "| 2 | 23.0 | 10.0 | 8.3 | 11.4 |" in table and "| 3 | 30.0 | 20.0 | 40.3 | 21.9 |" in table
+    assert "| **mean** | 26.5 (2 tasks) | 15.0 (2 tasks) | 24.3 | 16.6 |" in table

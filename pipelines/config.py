@@ -47,3 +47,28 @@ def build_parser(
 def from_args(config_cls, args: argparse.Namespace):
     """Builds the config from parsed arguments."""
     return config_cls(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_cls)})
+
+
+def run_command_line(config_cls, run, argv: list[str] | None, *, module_doc: str, prog: str,
+                     choices: dict[str, tuple] | None = None):
+    """A task's command line: parses ``argv`` into ``config_cls`` (the description is ``module_doc``'s second
+    paragraph), calls ``run(config)`` and prints its metrics as JSON.
+
+    Returns:
+      (config, metrics). ``metrics`` is None when the run refused its data or settings (``DataError``, printed to
+      stderr as one ``error:`` line): the caller exits with 2.
+    """
+    import json
+    import sys
+
+    from pipelines.readers import DataError
+
+    parser = build_parser(config_cls, module_doc.split("\n\n")[1], choices=choices, prog=prog)
+    config = from_args(config_cls, parser.parse_args(argv))
+    try:
+        metrics = run(config)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return config, None
+    print(json.dumps(metrics, indent=2))
+    return config, metrics

@@ -19,7 +19,7 @@ import sys
 import time
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.config import run_command_line
 from pipelines.readers import DataError
 from pipelines.seq2seq import CHOICES, Seq2SeqConfig
 from pipelines.treebank import ParseExample
@@ -211,14 +211,11 @@ def run(config: ParsingConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(ParsingConfig, __doc__.split("\n\n")[1], choices=CHOICES, prog="python -m pipelines.parsing")
-    config = from_args(ParsingConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config, metrics = run_command_line(
+        ParsingConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.parsing",
+        choices=CHOICES)
+    if metrics is None:
         return 2
-    print(json.dumps(metrics, indent=2))
 
     import serving
 

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.config import run_command_line
 from pipelines.polarity import TextExample, read_polarity
 from pipelines.readers import DataError
 from pipelines.synthetic_reviews import synthetic_splits
@@ -41,8 +41,8 @@ class SentimentConfig:
         default=False, metadata={"help": "also classify from the max-pooled word embeddings (bag of words)"})
     members: int = dataclasses.field(default=1, metadata={"help": "ensemble size: independent models averaged"})
     naive_bayes: int = dataclasses.field(
-        default=3, metadata={"help": "mix in a naive-Bayes path over 1..N-grams after training (weights fitted on dev); "
-                                     "0: none, the recurrent model alone"})
+        default=3, metadata={"help": "mix in a naive-Bayes path over 1..N-grams after training (weights fitted on "
+                                     "dev); 0: none, the recurrent model alone"})
     pretrain_epochs: int = dataclasses.field(
         default=0, metadata={"help": "epochs of language-model pre-training on the training texts; 0: none"})
     lm_vocab: int = dataclasses.field(default=10000, metadata={"help": "most frequent tokens the language model predicts"})
@@ -153,7 +153,8 @@ def add_naive_bayes(model, config: SentimentConfig, splits: dict, preprocessor, 
     def texts(split):
         return [ex.text for ex in splits[split]]
 
-    targets = {split: np.array([labels.index(ex.label) for ex in splits[split]]) for split in ("train", "valid", "test")}
+    targets = {split: np.array([labels.index(ex.label) for ex in splits[split]])
+               for split in ("train", "valid", "test")}
     sizes, tables = ngrams.count_tables(inference_dataset(texts("train"), preprocessor), targets["train"], len(labels),
                                         vocab_size, config.naive_bayes)
     mixed = with_naive_bayes(model, vocab_size, output=OUTPUT, sizes=sizes)
@@ -285,18 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     from models.recurrent import CELL_CHOICES
     from models.sentiment import READOUTS
 
-    parser = build_parser(
-        SentimentConfig, __doc__.split("\n\n")[1],
-        choices={"cell": CELL_CHOICES, "units": ("word", "char"), "readout": READOUTS},
-        prog="python -m pipelines.sentiment",
-    )
-    config = from_args(SentimentConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config, metrics = run_command_line(
+        SentimentConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.sentiment",
+        choices={"cell": CELL_CHOICES, "units": ("word", "char"), "readout": READOUTS})
+    if metrics is None:
         return 2
-    print(json.dumps(metrics, indent=2))
 
     import serving
 

@@ -16,7 +16,7 @@ import sys
 import time
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.config import run_command_line
 from pipelines.readers import DataError, SlotExample, read_dataset
 from pipelines.synthetic import synthetic_dataset
 from pipelines.distribute import STRATEGIES
@@ -195,17 +195,11 @@ def run(config: SlotFillingConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from models.recurrent import CELL_CHOICES
 
-    parser = build_parser(
-        SlotFillingConfig, __doc__.split("\n\n")[1], choices={"cell": CELL_CHOICES, "strategy": STRATEGIES},
-        prog="python -m pipelines.slot_filling",
-    )
-    config = from_args(SlotFillingConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config, metrics = run_command_line(
+        SlotFillingConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.slot_filling",
+        choices={"cell": CELL_CHOICES, "strategy": STRATEGIES})
+    if metrics is None:
         return 2
-    print(json.dumps(metrics, indent=2))
     if "onnx_max_abs_diff" not in metrics:
         return 0  # a worker other than the chief: it exports nothing
 

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.config import run_command_line
 from pipelines.readers import DataError
 
 TASK = "speech_autoencoder"
@@ -249,8 +249,6 @@ def write_index(run_dir, meta: dict, utterances: list[Utterance], feats: list[np
 
 def run(config: SpeechAutoencoderConfig) -> dict:
     """Trains, evaluates and exports; returns the metrics. The run dir appears only when all succeeded."""
-    import keras
-
     from export import export_model
     from models.speech_autoencoder import RECONSTRUCTION, build_speech_autoencoder
     from pipelines import training
@@ -308,16 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     from models.speech_autoencoder import CELL_CHOICES
     from serving.dtw import DISTANCES
 
-    parser = build_parser(SpeechAutoencoderConfig, __doc__.split("\n\n")[1],
-                          choices={"cell": CELL_CHOICES, "dtw_distance": DISTANCES},
-                          prog="python -m pipelines.speech_autoencoder")
-    config = from_args(SpeechAutoencoderConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config, metrics = run_command_line(
+        SpeechAutoencoderConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.speech_autoencoder",
+        choices={"cell": CELL_CHOICES, "dtw_distance": DISTANCES})
+    if metrics is None:
         return 2
-    print(json.dumps(metrics, indent=2))
 
     import serving
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.config import run_command_line
 from pipelines.readers import DataError
 
 TASK = "speech_ctc"
@@ -381,11 +381,9 @@ def _train(model, loss, train_ds, callbacks, config, epochs: int):
 def run(config: SpeechCTCConfig) -> dict:
     """Trains the CTC model (and the frame-wise baseline), evaluates both on the test split, exports the CTC
     model (SavedModel + ONNX, parity-checked) and returns the metrics. The run dir appears only on success."""
-    import keras
-
     from export import export_model
     from models.losses import SummedSequenceCrossEntropy
-    from models.speech import BLANK, build_speech_model, output_frames
+    from models.speech import build_speech_model, output_frames
     from pipelines import training
 
     config.check()
@@ -482,15 +480,11 @@ def run(config: SpeechCTCConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(SpeechCTCConfig, __doc__.split("\n\n")[1], choices={"cell": ("rnn", "lstm", "gru")},
-                          prog="python -m pipelines.speech_ctc")
-    config = from_args(SpeechCTCConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config, metrics = run_command_line(
+        SpeechCTCConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.speech_ctc",
+        choices={"cell": ("rnn", "lstm", "gru")})
+    if metrics is None:
         return 2
-    print(json.dumps(metrics, indent=2))
 
     import serving
     from pathlib import Path

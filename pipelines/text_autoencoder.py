@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.config import run_command_line
 from pipelines.readers import DataError
 from pipelines.seq2seq import CHOICES, Seq2SeqConfig
 
@@ -284,15 +284,11 @@ def run(config: TextAutoencoderConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(TextAutoencoderConfig, __doc__.split("\n\n")[1], choices=CHOICES,
-                          prog="python -m pipelines.text_autoencoder")
-    config = from_args(TextAutoencoderConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+    config, metrics = run_command_line(
+        TextAutoencoderConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.text_autoencoder",
+        choices=CHOICES)
+    if metrics is None:
         return 2
-    print(json.dumps(metrics, indent=2))
 
     import serving
 

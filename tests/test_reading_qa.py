@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from pipelines.babi import QAExample, dev_story_count, parse_stories, read_task
+from pipelines.babi import dev_story_count, parse_stories, read_task
 from pipelines.readers import DataError
 from pipelines.synthetic_stories import synthetic_examples
 

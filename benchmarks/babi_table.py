@@ -66,6 +66,7 @@ def write_table(out: Path, results: dict[str, dict[int, dict]]) -> str:
     lines.append("| **failed (>5%)** | " + " | ".join(str(s["failed"]) for s in summary.values()) +
                  f" | {paper['pe_ls_rn']['failed']} | {paper['pe_ls_rn_joint']['failed']} |")
     markdown = "\n".join(lines) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(markdown)
     (out / "table.json").write_text(json.dumps({
         "test_error_percent": {m: {t: round(100 * (1 - r["accuracy"]), 2) for t, r in sorted(results[m].items())}

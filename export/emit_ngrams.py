@@ -21,9 +21,10 @@ def _naive_bayes(g, layer, call):
     axis = g.const(np.array([1], np.int64), f"{hint}_axis")
     zero = g.const(np.int64(0), f"{hint}_zero")
 
-    def summed(table, rows, real):
+    def summed(table, rows, real):  # in float64, as the Keras layer: padding never changes a score
         scores = g.op("Gather", [g.const(np.asarray(table, np.float32), f"{hint}_table"), rows], hint)
-        weight = g.unsqueeze(g.op("Cast", [real], hint, to=TensorProto.FLOAT), [2], hint)
+        scores = g.op("Cast", [scores], hint, to=TensorProto.DOUBLE)
+        weight = g.unsqueeze(g.op("Cast", [real], hint, to=TensorProto.DOUBLE), [2], hint)
         return g.reduce("ReduceSum", g.op("Mul", [scores, weight], hint), [1], hint)
 
     real = g.op("Not", [g.op("Equal", [ids, zero], hint)], hint)
@@ -47,7 +48,7 @@ def _naive_bayes(g, layer, call):
             rows = g.op("Mul", [grams, zero], hint)
         real = g.op("Not", [g.op("Equal", [window(n - 1), zero], hint)], hint)
         total = g.op("Add", [total, summed(table, rows, real)], hint)
-    return [(total, None)]
+    return [(g.op("Cast", [total], hint, to=TensorProto.FLOAT), None)]
 
 
 def _log_linear_mix(g, layer, call):

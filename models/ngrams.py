@@ -65,16 +65,18 @@ class NaiveBayesNgrams(keras.layers.Layer):
                                                name=f"order_{n}"))
 
     def call(self, token_ids):
-        real = ops.cast(ops.expand_dims(ops.not_equal(token_ids, 0), -1), self.unigrams.dtype)
-        total = ops.sum(ops.take(self.unigrams, ops.cast(token_ids, "int32"), axis=0) * real, axis=1)
+        def summed(table, rows, real):  # in float64: exact for these sums, so padding never changes a score
+            scores = ops.cast(ops.take(table, rows, axis=0), "float64")
+            return ops.sum(scores * ops.cast(ops.expand_dims(real, -1), "float64"), axis=1)
+
+        total = summed(self.unigrams, ops.cast(token_ids, "int32"), ops.not_equal(token_ids, 0))
         for n, (keys, table) in enumerate(zip(self.keys, self.tables), start=2):
             grams, real = ngram_keys(token_ids, n, self.vocab_size)
             flat = ops.reshape(grams, (-1,))
             at = ops.minimum(ops.cast(ops.searchsorted(keys, flat), "int64"), ops.shape(keys)[0] - 1)
             rows = ops.reshape(ops.where(ops.equal(ops.take(keys, at), flat), at, 0), ops.shape(grams))
-            scores = ops.take(table, rows, axis=0) * ops.cast(ops.expand_dims(real, -1), table.dtype)
-            total = total + ops.sum(scores, axis=1)
-        return total
+            total = total + summed(table, rows, real)
+        return ops.cast(total, self.unigrams.dtype)
 
     def compute_mask(self, token_ids, mask=None):
         return None

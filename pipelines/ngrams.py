@@ -61,7 +61,8 @@ def count_tables(id_batches, labels: np.ndarray, n_classes: int, vocab_size: int
 
 def fit_mix(probs: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
     """The weights (a, b, c) of softmax(a · log p + b · s + c) with the least cross-entropy on ``labels``
-    (a convex problem; L-BFGS from a = 1, b = 0, c = 0, the recurrent model alone).
+    (a convex problem; L-BFGS-B from a = 1, b = 0, c = 0, the recurrent model alone), with a, b >= 0: a model
+    that is no better than chance on dev gets weight 0 rather than a negative one fitted to dev's noise.
 
     Args:
       probs: the recurrent model's class probabilities [n, classes].
@@ -82,5 +83,7 @@ def fit_mix(probs: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> tuple[
         grad = np.concatenate([[np.sum(error * log_p), np.sum(error * scores)], error.sum(axis=0)]) / n
         return -log_q[rows, labels].mean(), grad
 
-    result = scipy.optimize.minimize(loss, np.concatenate([[1.0, 0.0], np.zeros(k)]), jac=True, method="L-BFGS-B")
+    bounds = [(0.0, None), (0.0, None)] + [(None, None)] * k  # a model is trusted or ignored, never inverted
+    result = scipy.optimize.minimize(loss, np.concatenate([[1.0, 0.0], np.zeros(k)]), jac=True, method="L-BFGS-B",
+                                     bounds=bounds)
     return float(result.x[0]), float(result.x[1]), result.x[2:].astype(np.float32)

@@ -185,6 +185,9 @@ def test_fit_mix_recovers_the_weights_that_made_the_labels():
     a, b, c = fit_mix(probs, scores, labels)
     assert a == pytest.approx(1.5, abs=0.1) and b == pytest.approx(0.5, abs=0.05)
     assert c[0] - c[1] == pytest.approx(0.3, abs=0.1)
+    inverted = probs[:, ::-1].copy()  # a model that is anti-correlated with the labels is ignored, not inverted
+    a, b, _ = fit_mix(inverted, scores, labels)
+    assert a == 0.0 and b > 0.1
 
 
 def test_the_naive_bayes_path_converts_natively_and_survives_saving(tmp_path):
@@ -217,6 +220,14 @@ def test_the_naive_bayes_path_converts_natively_and_survives_saving(tmp_path):
         want = {k: np.asarray(v) for k, v in mixed(batch).items()}
         assert set(got) == {"class_probs", "attention_weights"}
         assert np.abs(got["class_probs"] - want["class_probs"]).max() <= 1e-6
+    # The n-gram scores are summed in float64, so neither padding nor batch-mates change them by a single bit.
+    scorer = ort.InferenceSession(convert(keras.Model(mixed.input, path.output)).SerializeToString())
+    batch_scores = scorer.run(None, {"token_ids": ids})[0]
+    np.testing.assert_array_equal(scorer.run(None, {"token_ids": np.pad(ids, [(0, 0), (0, 9)])})[0], batch_scores)
+    for row in range(len(ids)):
+        alone = ids[row:row + 1, :max(1, int((ids[row] > 0).sum()))]
+        np.testing.assert_array_equal(scorer.run(None, {"token_ids": alone})[0][0], batch_scores[row])
+        np.testing.assert_array_equal(np.asarray(path(alone))[0], batch_scores[row])
     mixed.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded(ids)["class_probs"], expected["class_probs"], atol=1e-7)

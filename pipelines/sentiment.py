@@ -171,7 +171,7 @@ def add_naive_bayes(model, config: SentimentConfig, splits: dict, preprocessor, 
     def cross_entropy(probs):
         return float(-np.mean(np.log(np.maximum(probs[np.arange(len(probs)), targets["valid"]], 1e-12))))
 
-    figures = {"mix_weights": {"recurrent": round(a, 4), "naive_bayes": round(b, 4)},
+    figures = {"mix_weight_recurrent": round(a, 4), "mix_weight_naive_bayes": round(b, 4),
                "recurrent_dev_cross_entropy": cross_entropy(dev_probs),
                "dev_cross_entropy": cross_entropy(predict_probs(mixed, texts("valid"), preprocessor))}
     for split, key in (("valid", "dev_accuracy"), ("test", "accuracy")):
@@ -272,7 +272,7 @@ def run(config: SentimentConfig) -> dict:
             "test_examples": len(splits["test"]),
             "parameters": model.count_params(),
             "train_seconds": round(train_seconds, 1),
-            **{k: v for k, v in parts.items() if k != "mix_weights"},
+            **parts,
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         model.save(run_dir / "model.keras")

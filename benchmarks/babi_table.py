@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--linear-start", action=argparse.BooleanOptionalAction, default=False,
                         help="memn2n: start without the attention softmax (off: with Adam at 0.01 the softmax model "
                              "learns tasks 15 and 16 from the start)")
+    parser.add_argument("--linear-start-epochs", type=int, default=0, help="0: --decay-every")
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
+                        help="memn2n: adam, or sgd (the authors' recipe; see python -m pipelines.reading_qa --help)")
+    parser.add_argument("--position-formula", default="paper", choices=("paper", "code"),
+                        help="memn2n: the position encoding's formula (see python -m pipelines.reading_qa --help)")
     parser.add_argument("--pool", default="",
                         help="more out dirs (comma-separated) whose (model, task) runs compete with OUT's: the run "
                              "with the best dev accuracy is tabulated (settings chosen on dev, per task)")
@@ -138,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 config = ReadingQAConfig(data_dir=args.data_dir, task=str(task), model=model, out=str(run_dir),
                                          epochs=args.epochs, restarts=args.restarts, decay_every=args.decay_every,
-                                         linear_start=args.linear_start, linear_start_epochs=args.decay_every,
-                                         export=False)
+                                         linear_start=args.linear_start, export=False,
+                                         linear_start_epochs=args.linear_start_epochs or args.decay_every,
+                                         optimizer=args.optimizer if model == "memn2n" else "adam",
+                                         position_formula=args.position_formula)
                 print(f"\n=== {model}, task {task} ({time.time() - started:.0f} s so far) ===", flush=True)
                 run(dataclasses.replace(config))
             results[model][task] = json.loads((run_dir / "metrics.json").read_text())

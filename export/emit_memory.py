@@ -15,12 +15,20 @@ def _weights(g, layer, arrays: dict, hint: str) -> dict:
     return {name: g.const(np.asarray(value, np.float32), f"{hint}_{name}") for name, value in arrays.items()}
 
 
-def _position_weights(g, ids: str, width: int, position_encoding: bool, hint: str):
-    """(a, c, real) float tensors [..., words]: the position-encoding factors l_kj = a_j - (k/d) c_j, masked."""
+def _position_weights(g, ids: str, width: int, position_encoding: bool, hint: str, formula: str = "paper",
+                      embed_dim: int = 1):
+    """(a, c, real) float tensors [..., words]: the position-encoding factors l_kj = a_j - (k/d) c_j, masked
+    (``models.memory._position_bags``)."""
     real = g.op("Cast", [g.op("Not", [g.op("Equal", [ids, g.const(np.int32(0), f"{hint}_zero")], hint)], hint)],
                 hint, to=TensorProto.FLOAT)
     if not position_encoding:
         return real, None, real
+    if formula == "code":
+        centred = np.arange(1, width + 1, dtype=np.float32) - (width + 1) / 2
+        a_j = (1 - 2 * (embed_dim + 1) * centred / (embed_dim * width)).astype(np.float32)
+        c_j = (-4 * centred / width).astype(np.float32)
+        return (g.op("Mul", [g.const(a_j, f"{hint}_a"), real], hint), g.op("Mul", [g.const(c_j, f"{hint}_c"), real], hint),
+                real)
     length = g.op("Max", [g.reduce("ReduceSum", real, [-1], hint, keepdims=1), g.const(np.float32(1), f"{hint}_one")],
                   hint)
     j = g.op("Div", [g.const(np.arange(1, width + 1, dtype=np.float32), f"{hint}_positions"), length], hint)
@@ -52,8 +60,9 @@ def _memn2n(g, layer, call):
     hint, width = layer.name, int(story.shape[-1])
     w = _weights(g, layer, layer.member_weights(0), hint)
     gate = float(np.asarray(layer.softmax_gate))
-    a, c, real = _position_weights(g, story.name, width, layer.position_encoding, f"{hint}_story")
-    qa, qc, _ = _position_weights(g, question.name, width, layer.position_encoding, f"{hint}_question")
+    style = (layer.position_formula, layer.embed_dim)
+    a, c, real = _position_weights(g, story.name, width, layer.position_encoding, f"{hint}_story", *style)
+    qa, qc, _ = _position_weights(g, question.name, width, layer.position_encoding, f"{hint}_question", *style)
     valid = g.op("Cast", [g.op("Greater", [g.reduce("ReduceSum", real, [-1], hint),
                                            g.const(np.float32(0), f"{hint}_zero_f")], hint)], hint,
                  to=TensorProto.FLOAT)  # [batch, slots]

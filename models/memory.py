@@ -25,17 +25,28 @@ from keras import ops
 STORY, QUESTION = "story", "question"
 OUTPUT, ATTENTION = "answer_probs", "attention"
 MODELS = ("memn2n", "reader")
+POSITION_FORMULAS = ("paper", "code")
 _NEG = -1e9
 
 
-def _position_bags(ids, vocab_size: int):
-    """Position-encoding bags of ``ids`` [..., words]: (a, c) [..., vocab] with l_kj = a_j - (k/d) c_j summed
-    per word, i.e. a_j = 1 - j/J and c_j = 1 - 2j/J (j = 1..J, J the sentence's real length)."""
+def _position_bags(ids, vocab_size: int, formula: str = "paper", embed_dim: int = 1):
+    """Position-encoding bags of ``ids`` [..., words]: (a, c) [..., vocab] such that word j's weight in dimension k
+    is l_kj = a_j - (k/d) c_j, summed per word id.
+
+    ``paper``: l_kj = (1 - j/J) - (k/d)(1 - 2j/J), J the sentence's real length (Sukhbaatar et al. 2015, sec. 4.1).
+    ``code``: l_kj = 1 + 4 (k - (d+1)/2)(j - (J+1)/2) / (d J), J the padded width: the authors' Matlab code, twice
+    the paper's scale and the same for a word at position j whatever the sentence's length."""
     real = ops.cast(ops.not_equal(ids, 0), "float32")
-    length = ops.maximum(ops.sum(real, axis=-1, keepdims=True), 1.0)
     j = ops.cast(ops.arange(1, ops.shape(ids)[-1] + 1), "float32")
-    a = (1.0 - j / length) * real
-    c = (1.0 - 2.0 * j / length) * real
+    if formula == "code":
+        width = ops.cast(ops.shape(ids)[-1], "float32")
+        centred = j - (width + 1.0) / 2.0
+        a = (1.0 - 2.0 * (embed_dim + 1) * centred / (embed_dim * width)) * real
+        c = (-4.0 * centred / width) * real
+    else:
+        length = ops.maximum(ops.sum(real, axis=-1, keepdims=True), 1.0)
+        a = (1.0 - j / length) * real
+        c = (1.0 - 2.0 * j / length) * real
     one_hot = ops.one_hot(ids, vocab_size)
     return ops.einsum("...w,...wv->...v", a, one_hot), ops.einsum("...w,...wv->...v", c, one_hot)
 
@@ -102,6 +113,7 @@ class MemN2N(_Members):
       embed_dim: d.
       hops: K, the number of attention reads.
       position_encoding: PE bags (else plain bags of words).
+      position_formula: ``paper`` or ``code`` (the authors' Matlab code), see :func:`_position_bags`.
       temporal: add the learned temporal encoding T_A / T_C.
       init_std: weights start from N(0, init_std).
       members: independent models side by side.
@@ -109,11 +121,14 @@ class MemN2N(_Members):
 
     def __init__(self, vocab_size: int, answer_ids, memory_size: int, embed_dim: int = 20, hops: int = 3,
                  position_encoding: bool = True, temporal: bool = True, init_std: float = 0.1, members: int = 1,
-                 **kwargs):
+                 position_formula: str = "paper", **kwargs):
         super().__init__(members, **kwargs)
         self.vocab_size, self.answer_ids, self.memory_size = vocab_size, [int(i) for i in answer_ids], memory_size
         self.embed_dim, self.hops, self.init_std = embed_dim, hops, init_std
         self.position_encoding, self.temporal = position_encoding, temporal
+        if position_formula not in POSITION_FORMULAS:
+            raise ValueError(f"position_formula must be one of {', '.join(POSITION_FORMULAS)}, got {position_formula!r}")
+        self.position_formula = position_formula
 
     def build(self, input_shape):
         init = lambda: keras.initializers.RandomNormal(stddev=self.init_std)  # noqa: E731
@@ -138,7 +153,7 @@ class MemN2N(_Members):
 
     def _bags(self, ids):
         if self.position_encoding:
-            return _position_bags(ids, self.vocab_size)
+            return _position_bags(ids, self.vocab_size, self.position_formula, self.embed_dim)
         real = ops.cast(ops.not_equal(ids, 0), "float32")
         bag = ops.einsum("...w,...wv->...v", real, ops.one_hot(ids, self.vocab_size))
         return bag, bag
@@ -167,7 +182,7 @@ class MemN2N(_Members):
         return {**super().get_config(), "vocab_size": self.vocab_size, "answer_ids": self.answer_ids,
                 "memory_size": self.memory_size, "embed_dim": self.embed_dim, "hops": self.hops,
                 "position_encoding": self.position_encoding, "temporal": self.temporal, "init_std": self.init_std,
-                "members": self.members}
+                "members": self.members, "position_formula": self.position_formula}
 
 
 def _gru_step(x, h, w, u, b):
@@ -323,4 +338,4 @@ def extract_member(model: keras.Model, member: int) -> keras.Model:
 
 
 _SIZE_KEYS = ("vocab_size", "answer_ids", "memory_size", "embed_dim", "hops", "position_encoding", "temporal",
-              "init_std", "units", "attention_units")
+              "init_std", "units", "attention_units", "position_formula")

@@ -46,9 +46,16 @@ class ReadingQAConfig:
     linear_start_epochs: int = dataclasses.field(default=20, metadata={"help": "longest linear start"})
     noise: float = dataclasses.field(default=0.1, metadata={"help": "rate of empty memories inserted in training"})
     position_encoding: bool = True
+    position_formula: str = dataclasses.field(default="paper", metadata={
+        "help": "memn2n: paper (J = the sentence's length) or code (the authors' Matlab code: J = the padded "
+                "width, twice the scale)"})
     temporal: bool = True
     batch_size: int = 32
-    learning_rate: float = dataclasses.field(default=0.0, metadata={"help": "Adam; 0: 0.01 (memn2n), 0.003 (reader)"})
+    optimizer: str = dataclasses.field(default="adam", metadata={
+        "help": "adam, or sgd: the authors' MemN2N recipe (gradients summed over the batch, clipped per weight; "
+                "linear start for exactly --linear-start-epochs, after which the decay schedule starts over)"})
+    learning_rate: float = dataclasses.field(default=0.0, metadata={"help": "0: 0.01 (memn2n, adam), 0.005 (memn2n, "
+                                                                            "sgd), 0.003 (reader)"})
     decay_every: int = dataclasses.field(default=15, metadata={"help": "halve the learning rate every N epochs"})
     clipnorm: float = dataclasses.field(default=40.0, metadata={"help": "gradient norm clip (paper: 40); 0 disables"})
     jit: bool = dataclasses.field(default=False, metadata={"help": "compile the training step with XLA (slower "
@@ -74,6 +81,10 @@ class ReadingQAConfig:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.restarts < 0 or self.embed_dim < 0 or self.learning_rate < 0 or self.clipnorm < 0:
             raise DataError("--restarts, --embed-dim, --learning-rate and --clipnorm must not be negative")
+        if self.optimizer not in ("adam", "sgd"):
+            raise DataError(f"--optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.position_formula not in ("paper", "code"):
+            raise DataError(f"--position-formula must be paper or code, got {self.position_formula!r}")
         if not 0 <= self.noise < 1:
             raise DataError(f"--noise must be in [0, 1), got {self.noise}")
 
@@ -84,7 +95,7 @@ class ReadingQAConfig:
             self,
             restarts=self.restarts or (6 if memn2n else 1),
             embed_dim=self.embed_dim or ((50 if self.task == "joint" and self.data_dir else 20) if memn2n else 32),
-            learning_rate=self.learning_rate or (0.01 if memn2n else 0.003),
+            learning_rate=self.learning_rate or ((0.005 if self.optimizer == "sgd" else 0.01) if memn2n else 0.003),
         )
         if not config.quick:
             return config
@@ -164,25 +175,35 @@ def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list
     sizes = dict(vocab_size=vocab_size, answer_ids=answer_ids, memory_size=config.memory_size, hops=config.hops,
                  embed_dim=config.embed_dim)
     if config.model == "memn2n":
-        sizes.update(position_encoding=config.position_encoding, temporal=config.temporal)
+        sizes.update(position_encoding=config.position_encoding, temporal=config.temporal,
+                     position_formula=config.position_formula)
     else:
         sizes.update(units=config.units)
     model = build_reading_model(config.model, sentence_len=sentence_len, members=members, **sizes)
     train_ds = reading_qa_data.dataset(*data["train"], batch_size=config.batch_size, members=members, shuffle=True,
                                        seed=config.seed, noise=config.noise, memory_size=config.memory_size)
     dev_ds = reading_qa_data.dataset(*data["valid"], batch_size=256)
-    model.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
+    sgd = config.optimizer == "sgd"
+    if sgd:  # the authors' code sums the loss over the batch and clips each weight's gradient at clipnorm
+        rate = config.learning_rate * config.batch_size
+        optimizer = keras.optimizers.SGD(learning_rate=rate, clipnorm=(config.clipnorm / config.batch_size) or None)
+    else:
+        rate, optimizer = config.learning_rate, training.optimizer(config.learning_rate, config.clipnorm)
+    # SGD: loss weight = members, so each restart's gradient is its own batch mean (not divided by the count).
+    loss_weight = float(members) if sgd else 1.0
+    model.compile(optimizer=optimizer, loss_weights={"answer_probs": loss_weight, "attention": 0.0},
                   loss={"answer_probs": keras.losses.SparseCategoricalCrossentropy(), "attention": None},
                   jit_compile=config.jit)
     restarts = _Restarts(model, dev_ds, data["valid"][2])
     linear = config.model == "memn2n" and config.linear_start
     set_linear_start(model, linear)
-    best_ls_loss, ls_stale, history = np.inf, 0, []
+    best_ls_loss, ls_stale, history, schedule_start = np.inf, 0, [], 0
     for epoch in range(config.epochs):
-        model.optimizer.learning_rate.assign(config.learning_rate * 0.5 ** (epoch // config.decay_every))
+        model.optimizer.learning_rate.assign(rate * 0.5 ** ((epoch - schedule_start) // config.decay_every))
         fit = model.fit(train_ds, epochs=1, verbose=0)
         accuracy, loss = restarts.update(epoch) if not linear else restarts.scores()
-        history.append({"epoch": epoch + 1, "loss": round(float(fit.history["loss"][-1]), 4),
+        history.append({"epoch": epoch + 1, "loss": round(float(fit.history["loss"][-1]) / loss_weight, 4),
+                        "learning_rate": float(model.optimizer.learning_rate.numpy()),
                         "dev_accuracy": [round(float(a), 4) for a in accuracy], "linear_start": linear})
         print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, dev accuracy "
               f"{' '.join(f'{a:.3f}' for a in accuracy)}{' (linear start)' if linear else ''}", flush=True)
@@ -190,9 +211,10 @@ def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list
             mean_loss = float(np.mean(loss))
             ls_stale = 0 if mean_loss < best_ls_loss - 1e-4 else ls_stale + 1
             best_ls_loss = min(best_ls_loss, mean_loss)
-            if ls_stale >= 2 or epoch + 1 >= config.linear_start_epochs:
+            if (ls_stale >= 2 and not sgd) or epoch + 1 >= config.linear_start_epochs:
                 linear = False
                 set_linear_start(model, False)
+                schedule_start = epoch + 1 if sgd else 0
     chosen = restarts.chosen()
     if restarts.weights[chosen] is not None:
         memory_layer(model).set_member_weights(chosen, restarts.weights[chosen])
@@ -299,7 +321,8 @@ def task_metadata(config: ReadingQAConfig, vocab: list[str], answers: list[str],
                       "sentences keep their first sentence_len words",
         "babi_tasks": tasks,
         "model": {"kind": config.model, "hops": config.hops, "embed_dim": config.embed_dim, "units": config.units,
-                  "position_encoding": config.position_encoding, "temporal": config.temporal,
+                  "position_encoding": config.position_encoding, "position_formula": config.position_formula,
+                  "temporal": config.temporal, "optimizer": config.optimizer,
                   "linear_start": config.linear_start, "noise": config.noise},
     }
 
@@ -389,7 +412,8 @@ def run_all(config: ReadingQAConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from models.memory import MODELS
 
-    parser = build_parser(ReadingQAConfig, __doc__.split("\n\n")[1], choices={"model": MODELS},
+    parser = build_parser(ReadingQAConfig, __doc__.split("\n\n")[1], choices={"model": MODELS, "optimizer": ("adam", "sgd"),
+                                                           "position_formula": ("paper", "code")},
                           prog="python -m pipelines.reading_qa")
     config = from_args(ReadingQAConfig, parser.parse_args(argv))
     try:

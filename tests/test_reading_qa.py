@@ -73,17 +73,23 @@ def test_built_in_stories_support_their_answers():
 
 
 def _numpy_memn2n(layer, story, question):
-    """Reference MemN2N forward pass in numpy, straight from the paper's equations (one member)."""
+    """Reference MemN2N forward pass in numpy, straight from the paper's equations (one member); with
+    ``position_formula="code"`` the position encoding of the authors' Matlab code (J = the padded width)."""
     w = layer.member_weights(0)
     d = layer.embed_dim
+    dims = np.arange(1, d + 1)  # k in the paper
+
+    def weight(j, length, width):
+        if layer.position_formula == "code":
+            return 1 + 4 * (dims - (d + 1) / 2) * (j - (width + 1) / 2) / (d * width)
+        return (1 - j / length) - dims / d * (1 - 2 * j / length)
 
     def embed(ids, table):
         out = np.zeros(ids.shape[:-1] + (d,))
         for index in np.ndindex(ids.shape[:-1]):
-            words = [x for x in ids[index] if x]
+            words = [x for x in ids[index] if x]  # the tests' sentences are padded at the end only
             for j, word in enumerate(words, 1):
-                k = np.arange(1, d + 1)
-                out[index] += ((1 - j / len(words)) - k / d * (1 - 2 * j / len(words))) * table[word]
+                out[index] += weight(j, len(words), ids.shape[-1]) * table[word]
         return out
 
     valid = (story != 0).any(-1)
@@ -123,6 +129,39 @@ def test_memn2n_matches_the_papers_equations_and_masks_empty_slots():
     both = model({"story": story, "question": question})
     np.testing.assert_allclose(np.asarray(both["answer_probs"])[:, 2], probs, atol=1e-5)
     assert not np.allclose(np.asarray(both["answer_probs"])[:, 0], probs, atol=1e-3)  # restarts differ
+
+
+def test_memn2n_code_position_formula_matches_the_authors_matrix_and_exports_natively():
+    import onnxruntime as ort
+
+    from export.onnx_export import to_onnx
+    from models.memory import build_reading_model, memory_layer
+
+    rng = np.random.default_rng(4)
+    story = rng.integers(2, 12, (2, 3, 6)).astype(np.int32)
+    story[:, :, 4:] = 0
+    story[1, 2] = 0
+    story[0, 1, 2:] = 0  # a two-word statement: its words keep their positions' weights (J is the width)
+    question = rng.integers(2, 12, (2, 6)).astype(np.int32)
+    question[:, 3:] = 0
+    model = build_reading_model("memn2n", sentence_len=6, vocab_size=12, answer_ids=[2, 4, 6, 8], memory_size=5,
+                                hops=3, embed_dim=10, position_formula="code")
+    layer = memory_layer(model)
+    out = model({"story": story, "question": question})
+    probs, weights = _numpy_memn2n(layer, story, question)
+    np.testing.assert_allclose(np.asarray(out["answer_probs"]), probs, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["attention"]), weights, atol=1e-5)
+    layer.position_formula = "paper"  # the two formulas give different models
+    assert not np.allclose(_numpy_memn2n(layer, story, question)[0], probs, atol=1e-4)
+    layer.position_formula = "code"
+    proto, route = to_onnx(model)
+    assert route == "native"
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_probs, onnx_attention = session.run(["answer_probs", "attention"], {"story": story, "question": question})
+    assert np.abs(onnx_probs - probs).max() <= 1e-5 and np.abs(onnx_attention - weights).max() <= 1e-5
+    with pytest.raises(ValueError, match="position_formula must be one of paper, code, got 'absolute'"):
+        build_reading_model("memn2n", sentence_len=6, vocab_size=12, answer_ids=[2], memory_size=5,
+                            position_formula="absolute")
 
 
 def test_recurrent_reader_exports_to_onnx_with_parity():
@@ -249,3 +288,32 @@ def test_babi_table_pools_runs_by_dev_accuracy_and_adds_a_joint_column(tmp_path)
     table = write_table(tmp_path, results)
     assert "| 2 | 23.0 | 10.0 | 8.3 | 11.4 |" in table and "| 3 | 30.0 | 20.0 | 40.3 | 21.9 |" in table
     assert "| **mean** | 26.5 (2 tasks) | 15.0 (2 tasks) | 24.3 | 16.6 |" in table
+
+
+def test_sgd_recipe_runs_linear_start_then_restarts_the_decay_schedule(tmp_path):
+    from pipelines.reading_qa import ReadingQAConfig, run
+
+    out = tmp_path / "sgd"
+    metrics = run(ReadingQAConfig(out=str(out), task="1", optimizer="sgd", position_formula="code", epochs=10,
+                                  restarts=2, synthetic_size=600, memory_size=12, decay_every=4,
+                                  linear_start_epochs=2, export=False))
+    history = json.loads((out / "history.json").read_text())
+    # The authors' recipe: 0.005 per example, gradients summed over the batch of 32 → 0.16 on the batch mean;
+    # linear start for exactly 2 epochs, then the halving every 4 epochs counts from the softmax's return.
+    assert [h["learning_rate"] for h in history] == pytest.approx([0.16] * 6 + [0.08] * 4)
+    assert [h["linear_start"] for h in history] == [True] * 2 + [False] * 8
+    assert metrics["accuracy"] > 0.4  # 6 places: chance is 1/6
+    assert metrics["chosen_epoch"] > 2  # chosen among the epochs with the softmax on
+    config = json.loads((out / "config.json").read_text())
+    assert config["optimizer"] == "sgd" and config["position_formula"] == "code"
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("optimizer", "rmsprop", "--optimizer must be adam or sgd, got 'rmsprop'"),
+    ("position_formula", "absolute", "--position-formula must be paper or code, got 'absolute'"),
+])
+def test_reading_qa_config_names_a_bad_recipe(field, value, message):
+    from pipelines.reading_qa import ReadingQAConfig
+
+    with pytest.raises(DataError, match=message):
+        ReadingQAConfig(**{field: value}).check()

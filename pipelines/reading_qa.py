@@ -24,6 +24,7 @@ from pipelines.config import build_parser, from_args
 from pipelines.readers import DataError
 
 TASK = "reading_qa"
+OPTIMIZERS = ("auto", "sgd", "adam")
 DEMO_STORY = ["Mary moved to the bathroom.", "John went to the hallway.", "Mary went back to the kitchen."]
 DEMO_QUESTION = "Where is Mary?"
 
@@ -46,14 +47,15 @@ class ReadingQAConfig:
     linear_start_epochs: int = dataclasses.field(default=20, metadata={"help": "longest linear start"})
     noise: float = dataclasses.field(default=0.1, metadata={"help": "rate of empty memories inserted in training"})
     position_encoding: bool = True
-    position_formula: str = dataclasses.field(default="paper", metadata={
-        "help": "memn2n: paper (J = the sentence's length) or code (the authors' Matlab code: J = the padded "
-                "width, twice the scale)"})
+    position_formula: str = dataclasses.field(default="code", metadata={
+        "help": "memn2n: code (the authors' Matlab code: J = the padded width, twice the paper's scale) or paper "
+                "(J = the sentence's length)"})
     temporal: bool = True
     batch_size: int = 32
-    optimizer: str = dataclasses.field(default="adam", metadata={
-        "help": "adam, or sgd: the authors' MemN2N recipe (gradients summed over the batch, clipped per weight; "
-                "linear start for exactly --linear-start-epochs, after which the decay schedule starts over)"})
+    optimizer: str = dataclasses.field(default="auto", metadata={
+        "help": "sgd: the authors' MemN2N recipe (gradients summed over the batch, clipped per weight; linear start "
+                "for exactly --linear-start-epochs, after which the decay schedule starts over); adam; auto: sgd "
+                "for memn2n, adam for reader"})
     learning_rate: float = dataclasses.field(default=0.0, metadata={"help": "0: 0.01 (memn2n, adam), 0.005 (memn2n, "
                                                                             "sgd), 0.003 (reader)"})
     decay_every: int = dataclasses.field(default=15, metadata={"help": "halve the learning rate every N epochs"})
@@ -81,8 +83,8 @@ class ReadingQAConfig:
                 raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.restarts < 0 or self.embed_dim < 0 or self.learning_rate < 0 or self.clipnorm < 0:
             raise DataError("--restarts, --embed-dim, --learning-rate and --clipnorm must not be negative")
-        if self.optimizer not in ("adam", "sgd"):
-            raise DataError(f"--optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise DataError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.position_formula not in ("paper", "code"):
             raise DataError(f"--position-formula must be paper or code, got {self.position_formula!r}")
         if not 0 <= self.noise < 1:
@@ -91,11 +93,13 @@ class ReadingQAConfig:
     def resolved(self) -> "ReadingQAConfig":
         """Fills the automatic settings; ``--quick`` shrinks the data, the model and the epochs."""
         memn2n = self.model == "memn2n"
+        optimizer = self.optimizer if self.optimizer != "auto" else ("sgd" if memn2n else "adam")
         config = dataclasses.replace(
             self,
+            optimizer=optimizer,
             restarts=self.restarts or (6 if memn2n else 1),
             embed_dim=self.embed_dim or ((50 if self.task == "joint" and self.data_dir else 20) if memn2n else 32),
-            learning_rate=self.learning_rate or ((0.005 if self.optimizer == "sgd" else 0.01) if memn2n else 0.003),
+            learning_rate=self.learning_rate or ((0.005 if optimizer == "sgd" else 0.01) if memn2n else 0.003),
         )
         if not config.quick:
             return config
@@ -410,11 +414,10 @@ def run_all(config: ReadingQAConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.memory import MODELS
+    from models.memory import MODELS, POSITION_FORMULAS
 
-    parser = build_parser(ReadingQAConfig, __doc__.split("\n\n")[1], choices={"model": MODELS, "optimizer": ("adam", "sgd"),
-                                                           "position_formula": ("paper", "code")},
-                          prog="python -m pipelines.reading_qa")
+    choices = {"model": MODELS, "optimizer": OPTIMIZERS, "position_formula": POSITION_FORMULAS}
+    parser = build_parser(ReadingQAConfig, __doc__.split("\n\n")[1], choices=choices, prog="python -m pipelines.reading_qa")
     config = from_args(ReadingQAConfig, parser.parse_args(argv))
     try:
         config.check()

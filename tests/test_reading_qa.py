@@ -195,7 +195,8 @@ def qa_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("runs") / "reading_qa"
     metrics = run(ReadingQAConfig(out=str(out), task="1", epochs=10, restarts=2, synthetic_size=500,
-                                  memory_size=12, decay_every=5, linear_start_epochs=2))
+                                  memory_size=12, decay_every=5, linear_start_epochs=2, optimizer="adam",
+                                  position_formula="paper"))
     return out, metrics
 
 
@@ -309,7 +310,7 @@ def test_sgd_recipe_runs_linear_start_then_restarts_the_decay_schedule(tmp_path)
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("optimizer", "rmsprop", "--optimizer must be adam or sgd, got 'rmsprop'"),
+    ("optimizer", "rmsprop", "--optimizer must be one of auto, sgd, adam, got 'rmsprop'"),
     ("position_formula", "absolute", "--position-formula must be paper or code, got 'absolute'"),
 ])
 def test_reading_qa_config_names_a_bad_recipe(field, value, message):

@@ -70,7 +70,7 @@ class ReadingQAConfig:
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
-        from models.memory import MODELS
+        from models.memory import MODELS, POSITION_FORMULAS
 
         if self.model not in MODELS:
             raise DataError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
@@ -85,8 +85,9 @@ class ReadingQAConfig:
             raise DataError("--restarts, --embed-dim, --learning-rate and --clipnorm must not be negative")
         if self.optimizer not in OPTIMIZERS:
             raise DataError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.position_formula not in ("paper", "code"):
-            raise DataError(f"--position-formula must be paper or code, got {self.position_formula!r}")
+        if self.position_formula not in POSITION_FORMULAS:
+            raise DataError(f"--position-formula must be {' or '.join(POSITION_FORMULAS)}, "
+                            f"got {self.position_formula!r}")
         if not 0 <= self.noise < 1:
             raise DataError(f"--noise must be in [0, 1), got {self.noise}")
 

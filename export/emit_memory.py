@@ -78,12 +78,24 @@ def _memn2n(g, layer, call):
         memories.append(m)
     u = _embed(g, layer, question.name, w["embedding_0"], qa, qc, "b", f"{hint}_u")
     floor = g.const(np.float32(-1e9), f"{hint}_floor")
+    if layer.softmax_slots:  # [batch, 1]: log(S - n) where S > n statements, else the floor
+        empty = g.op("Sub", [g.const(np.float32(layer.softmax_slots), f"{hint}_S"),
+                             g.reduce("ReduceSum", valid, [-1], hint, keepdims=1)], hint)
+        log_empty = g.op("Log", [g.op("Max", [empty, g.const(np.float32(1), f"{hint}_one")], hint)], hint)
+        sink = g.op("Where", [g.op("Greater", [empty, g.const(np.float32(0), f"{hint}_zero_e")], hint), log_empty,
+                              floor], hint)
     weights = []
     for k in range(layer.hops):
         scores = g.op("Einsum", [u, memories[k]], hint, equation="bd,bmd->bm")
         masked = g.op("Where", [g.op("Greater", [valid, g.const(np.float32(0), f"{hint}_zero_v")], hint), scores, floor],
                       hint)
-        p = g.op("Mul", [g.op("Softmax", [masked], hint, axis=-1), valid], hint)
+        if layer.softmax_slots:  # the empty slots' share: one extra column scoring log(S - n), dropped after
+            masked = g.op("Concat", [masked, sink], hint, axis=-1)
+            p = g.op("Slice", [g.op("Softmax", [masked], hint, axis=-1), g.const([0], f"{hint}_p0", np.int64), slots,
+                               g.const([1], f"{hint}_pax", np.int64)], hint)
+            p = g.op("Mul", [p, valid], hint)
+        else:
+            p = g.op("Mul", [g.op("Softmax", [masked], hint, axis=-1), valid], hint)
         if gate != 1.0:  # linear start (never in a finished model, kept exact anyway)
             linear = g.op("Mul", [scores, valid], hint)
             p = g.op("Add", [g.op("Mul", [p, g.const(np.float32(gate), f"{hint}_gate")], hint),

@@ -51,10 +51,17 @@ def _position_bags(ids, vocab_size: int, formula: str = "paper", embed_dim: int 
     return ops.einsum("...w,...wv->...v", a, one_hot), ops.einsum("...w,...wv->...v", c, one_hot)
 
 
-def _masked_softmax(scores, valid):
-    """Softmax over the last axis of ``scores`` restricted to ``valid`` (float 0/1) slots; all-empty rows give 0."""
+def _masked_softmax(scores, valid, softmax_slots: int = 0):
+    """Softmax over the last axis of ``scores`` restricted to ``valid`` (float 0/1) slots; all-empty rows give 0.
+
+    With ``softmax_slots`` S > 0 the softmax spans S slots: a story of n < S statements leaves S - n empty slots that
+    score 0 and take their share of the weight (one extra column scoring log(S - n)), so a read can return little."""
     scores = ops.where(valid > 0, scores, _NEG)
-    return ops.softmax(scores, axis=-1) * valid
+    if not softmax_slots:
+        return ops.softmax(scores, axis=-1) * valid
+    empty = ops.maximum(float(softmax_slots) - ops.sum(valid, axis=-1, keepdims=True), 0.0)
+    sink = ops.where(empty > 0, ops.log(ops.maximum(empty, 1.0)), _NEG) + ops.zeros_like(scores[..., :1])
+    return ops.softmax(ops.concatenate([scores, sink], axis=-1), axis=-1)[..., :-1] * valid
 
 
 class _Members(keras.layers.Layer):
@@ -117,12 +124,18 @@ class MemN2N(_Members):
       temporal: add the learned temporal encoding T_A / T_C.
       init_std: weights start from N(0, init_std).
       members: independent models side by side.
+      softmax_slots: S > 0: the attention softmax spans S slots, the empty ones scoring 0, as in the authors'
+        code (a fixed memory of S = min(50, longest training story) slots, empty ones zero vectors); a short story
+        can then put weight on nothing. 0: empty slots are masked out.
     """
 
     def __init__(self, vocab_size: int, answer_ids, memory_size: int, embed_dim: int = 20, hops: int = 3,
                  position_encoding: bool = True, temporal: bool = True, init_std: float = 0.1, members: int = 1,
-                 position_formula: str = "paper", **kwargs):
+                 position_formula: str = "paper", softmax_slots: int = 0, **kwargs):
         super().__init__(members, **kwargs)
+        if softmax_slots < 0:
+            raise ValueError(f"softmax_slots must not be negative, got {softmax_slots}")
+        self.softmax_slots = int(softmax_slots)
         self.vocab_size, self.answer_ids, self.memory_size = vocab_size, [int(i) for i in answer_ids], memory_size
         self.embed_dim, self.hops, self.init_std = embed_dim, hops, init_std
         self.position_encoding, self.temporal = position_encoding, temporal
@@ -171,7 +184,7 @@ class MemN2N(_Members):
         weights = []
         for k in range(self.hops):
             scores = ops.einsum("nbd,nbsd->nbs", u, memories[k])
-            p = gate * _masked_softmax(scores, valid) + (1.0 - gate) * scores * valid
+            p = gate * _masked_softmax(scores, valid, self.softmax_slots) + (1.0 - gate) * scores * valid
             weights.append(p)
             u = u + ops.einsum("nbs,nbsd->nbd", p, memories[k + 1])
         answers = ops.take(tables[self.hops], ops.convert_to_tensor(self.answer_ids, "int32"), axis=1)
@@ -182,7 +195,8 @@ class MemN2N(_Members):
         return {**super().get_config(), "vocab_size": self.vocab_size, "answer_ids": self.answer_ids,
                 "memory_size": self.memory_size, "embed_dim": self.embed_dim, "hops": self.hops,
                 "position_encoding": self.position_encoding, "temporal": self.temporal, "init_std": self.init_std,
-                "members": self.members, "position_formula": self.position_formula}
+                "members": self.members, "position_formula": self.position_formula,
+                "softmax_slots": self.softmax_slots}
 
 
 def _gru_step(x, h, w, u, b):
@@ -338,4 +352,4 @@ def extract_member(model: keras.Model, member: int) -> keras.Model:
 
 
 _SIZE_KEYS = ("vocab_size", "answer_ids", "memory_size", "embed_dim", "hops", "position_encoding", "temporal",
-              "init_std", "units", "attention_units", "position_formula")
+              "init_std", "units", "attention_units", "position_formula", "softmax_slots")

@@ -51,6 +51,9 @@ class ReadingQAConfig:
         "help": "memn2n: code (the authors' Matlab code: J = the padded width, twice the paper's scale) or paper "
                 "(J = the sentence's length)"})
     temporal: bool = True
+    softmax_slots: int = dataclasses.field(default=-1, metadata={
+        "help": "memn2n: the attention softmax spans this many slots, the empty ones scoring 0, so a read can return "
+                "little (the authors' code); -1: min(memory size, longest training story); 0: empty slots masked"})
     batch_size: int = 32
     optimizer: str = dataclasses.field(default="auto", metadata={
         "help": "sgd: the authors' MemN2N recipe (gradients summed over the batch, clipped per weight; linear start "
@@ -88,6 +91,8 @@ class ReadingQAConfig:
         if self.position_formula not in POSITION_FORMULAS:
             raise DataError(f"--position-formula must be {' or '.join(POSITION_FORMULAS)}, "
                             f"got {self.position_formula!r}")
+        if self.softmax_slots < -1:
+            raise DataError(f"--softmax-slots must be -1 (auto), 0 (off) or a slot count, got {self.softmax_slots}")
         if not 0 <= self.noise < 1:
             raise DataError(f"--noise must be in [0, 1), got {self.noise}")
 
@@ -181,7 +186,7 @@ def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list
                  embed_dim=config.embed_dim)
     if config.model == "memn2n":
         sizes.update(position_encoding=config.position_encoding, temporal=config.temporal,
-                     position_formula=config.position_formula)
+                     position_formula=config.position_formula, softmax_slots=config.softmax_slots)
     else:
         sizes.update(units=config.units)
     model = build_reading_model(config.model, sentence_len=sentence_len, members=members, **sizes)
@@ -327,7 +332,7 @@ def task_metadata(config: ReadingQAConfig, vocab: list[str], answers: list[str],
         "babi_tasks": tasks,
         "model": {"kind": config.model, "hops": config.hops, "embed_dim": config.embed_dim, "units": config.units,
                   "position_encoding": config.position_encoding, "position_formula": config.position_formula,
-                  "temporal": config.temporal, "optimizer": config.optimizer,
+                  "temporal": config.temporal, "softmax_slots": config.softmax_slots, "optimizer": config.optimizer,
                   "linear_start": config.linear_start, "noise": config.noise},
     }
 
@@ -358,6 +363,9 @@ def run(config: ReadingQAConfig) -> dict:
     config = config.resolved()
     tasks = tasks_of(config)
     splits = load_data(config, tasks)
+    if config.softmax_slots == -1:
+        longest = max(len(ex.story) for ex in splits["train"])
+        config = dataclasses.replace(config, softmax_slots=min(config.memory_size, longest))
     started = time.time()
     with training.task_run(config, TASK) as run_dir:
         vocab_list, answers = reading_qa_data.build_vocabularies(splits["train"])

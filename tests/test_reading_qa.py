@@ -99,8 +99,11 @@ def _numpy_memn2n(layer, story, question):
         m = embed(story, w[f"embedding_{k}"]) + w[f"temporal_{k}"][: story.shape[1]]
         c = embed(story, w[f"embedding_{k + 1}"]) + w[f"temporal_{k + 1}"][: story.shape[1]]
         scores = np.where(valid, np.einsum("bd,bsd->bs", u, m), -np.inf)
-        p = np.exp(scores - scores.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
+        p = np.zeros_like(scores)
+        for b, row in enumerate(scores):  # the authors' memory: S slots, the empty ones zero vectors (score 0)
+            row = np.concatenate([row, np.zeros(max(layer.softmax_slots - valid[b].sum(), 0))])
+            row = np.exp(row - row.max())
+            p[b] = (row / row.sum())[: p.shape[1]]
         weights.append(p)
         u = u + np.einsum("bs,bsd->bd", p, c)
     logits = u @ w[f"embedding_{layer.hops}"][layer.answer_ids].T
@@ -162,6 +165,41 @@ def test_memn2n_code_position_formula_matches_the_authors_matrix_and_exports_nat
     with pytest.raises(ValueError, match="position_formula must be one of paper, code, got 'absolute'"):
         build_reading_model("memn2n", sentence_len=6, vocab_size=12, answer_ids=[2], memory_size=5,
                             position_formula="absolute")
+
+
+def test_memn2n_empty_slots_take_a_share_of_the_attention_and_export_natively():
+    import onnxruntime as ort
+
+    from export.onnx_export import to_onnx
+    from models.memory import build_reading_model, memory_layer
+
+    rng = np.random.default_rng(5)
+    story = rng.integers(2, 12, (3, 4, 5)).astype(np.int32)
+    story[:, :, 3:] = 0
+    story[0, 1:] = 0  # one statement: 5 empty slots of S = 6
+    story[1, 3:] = 0  # three statements
+    question = rng.integers(2, 12, (3, 5)).astype(np.int32)
+    sizes = dict(sentence_len=5, vocab_size=12, answer_ids=[3, 5, 7], memory_size=8, hops=2, embed_dim=8,
+                 position_formula="code")
+    model = build_reading_model("memn2n", softmax_slots=6, **sizes)
+    layer = memory_layer(model)
+    out = model({"story": story, "question": question})
+    probs, weights = _numpy_memn2n(layer, story, question)
+    np.testing.assert_allclose(np.asarray(out["answer_probs"]), probs, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out["attention"]), weights, atol=1e-5)
+    read = np.asarray(out["attention"]).sum(-1)  # [batch, hops]: what the statements get; the rest is unread
+    assert np.all(read < 1 - 1e-3) and np.all(np.asarray(out["attention"])[:, :, 1:][0] == 0)
+    masked = build_reading_model("memn2n", **sizes)
+    memory_layer(masked).set_member_weights(0, layer.member_weights(0))
+    np.testing.assert_allclose(np.asarray(masked({"story": story, "question": question})["attention"]).sum(-1), 1,
+                               atol=1e-5)
+    proto, route = to_onnx(model)
+    assert route == "native"
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_probs, onnx_attention = session.run(["answer_probs", "attention"], {"story": story, "question": question})
+    assert np.abs(onnx_probs - probs).max() <= 1e-5 and np.abs(onnx_attention - weights).max() <= 1e-5
+    with pytest.raises(ValueError, match="softmax_slots must not be negative, got -2"):
+        build_reading_model("memn2n", softmax_slots=-2, **sizes)
 
 
 def test_recurrent_reader_exports_to_onnx_with_parity():
@@ -312,6 +350,7 @@ def test_sgd_recipe_runs_linear_start_then_restarts_the_decay_schedule(tmp_path)
 @pytest.mark.parametrize("field, value, message", [
     ("optimizer", "rmsprop", "--optimizer must be one of auto, sgd, adam, got 'rmsprop'"),
     ("position_formula", "absolute", "--position-formula must be paper or code, got 'absolute'"),
+    ("softmax_slots", -3, "--softmax-slots must be -1 \\(auto\\), 0 \\(off\\) or a slot count, got -3"),
 ])
 def test_reading_qa_config_names_a_bad_recipe(field, value, message):
     from pipelines.reading_qa import ReadingQAConfig

@@ -38,7 +38,8 @@ class ReadingQAResult:
       supporting: the statements the model attended to most (the top one of each hop, in story order, without
         repeats), as (index in the given story, text).
       attention: per hop, the weight on each statement of the given story (statements dropped for lack of memory
-        get 0).
+        get 0). A MemN2N whose softmax spans empty slots too (metadata ``model.softmax_slots`` > 0, the default) gives
+        a short story's statements less than 1 in all: the rest went to the empty slots (nothing read).
       unknown_words: words not in the vocabulary (read as ``<unk>``).
       dropped_statements: how many of the oldest statements did not fit in memory (0 when all did).
       truncated_sentences: indices of statements cut to the model's ``sentence_len`` words.

@@ -256,7 +256,7 @@ def test_served_answer_matches_keras_and_reports_attention(qa_run):
     import models.memory  # noqa: F401
     import serving
     from pipelines import reading_qa_data
-    from pipelines.synthetic_stories import synthetic_examples
+    from pipelines.synthetic_stories import synthetic_examples, synthetic_splits
     from serving.vocab import Vocabulary
 
     out, _ = qa_run
@@ -269,12 +269,21 @@ def test_served_answer_matches_keras_and_reports_attention(qa_run):
     meta = predictor.metadata
     stories, questions, _ = reading_qa_data.encode(examples, Vocabulary(meta["vocab"]), meta["labels"], 12,
                                                    meta["sentence_len"])
+    slots = meta["model"]["softmax_slots"]
+    assert slots == min(12, max(len(ex.story) for ex in synthetic_splits(500, (1,), seed=0)["train"]))
     for ex, result, story, q in zip(examples, results, stories, questions):
-        probs = np.asarray(model({"story": story[None], "question": q[None]})["answer_probs"])[0]
+        out = model({"story": story[None], "question": q[None]})
+        probs = np.asarray(out["answer_probs"])[0]
         assert result.answer == meta["labels"][int(probs.argmax())]
         assert abs(result.confidence - float(probs.max())) < 1e-5
         assert len(result.attention) == 3 and all(len(hop) == len(ex.story) for hop in result.attention)
-        assert all(abs(sum(hop) - 1) < 1e-4 for hop in result.attention)
+        n, kept = len(ex.story), min(len(ex.story), 12)  # slot 0 is the last statement; older ones are dropped
+        expected = np.zeros((3, n))
+        expected[:, n - kept:] = np.asarray(out["attention"])[0][:, :kept][:, ::-1]
+        np.testing.assert_allclose(result.attention, expected, atol=1e-5)
+        # The empty slots (of softmax_slots) take the rest of each hop's weight.
+        assert all(sum(hop) < 1 - 1e-6 if len(ex.story) < slots else abs(sum(hop) - 1) < 1e-4
+                   for hop in result.attention)
         assert result.supporting and all(record_line == ex_line for record_line, ex_line in
                                          [(text, " ".join(ex.story[i]) + ".") for i, text in result.supporting])
     hits = [ex.answer == r.answer for ex, r in zip(examples, results)]

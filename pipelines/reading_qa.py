@@ -24,6 +24,7 @@ from pipelines.config import build_parser, from_args
 from pipelines.readers import DataError
 
 TASK = "reading_qa"
+KEEPS = ("auto", "best", "last")
 OPTIMIZERS = ("auto", "sgd", "adam")
 DEMO_STORY = ["Mary moved to the bathroom.", "John went to the hallway.", "Mary went back to the kitchen."]
 DEMO_QUESTION = "Where is Mary?"
@@ -61,6 +62,9 @@ class ReadingQAConfig:
                 "for memn2n, adam for reader"})
     learning_rate: float = dataclasses.field(default=0.0, metadata={"help": "0: 0.01 (memn2n, adam), 0.005 (memn2n, "
                                                                             "sgd), 0.003 (reader)"})
+    keep: str = dataclasses.field(default="auto", metadata={
+        "help": "which weights each restart keeps: best (its best epoch on dev) or last (the end of the schedule, as "
+                "the authors' code); the restart best on dev is kept either way; auto: last with sgd, best with adam"})
     decay_every: int = dataclasses.field(default=15, metadata={"help": "halve the learning rate every N epochs"})
     clipnorm: float = dataclasses.field(default=40.0, metadata={"help": "gradient norm clip (paper: 40); 0 disables"})
     jit: bool = dataclasses.field(default=False, metadata={"help": "compile the training step with XLA (slower "
@@ -88,6 +92,8 @@ class ReadingQAConfig:
             raise DataError("--restarts, --embed-dim, --learning-rate and --clipnorm must not be negative")
         if self.optimizer not in OPTIMIZERS:
             raise DataError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.keep not in KEEPS:
+            raise DataError(f"--keep must be one of {', '.join(KEEPS)}, got {self.keep!r}")
         if self.position_formula not in POSITION_FORMULAS:
             raise DataError(f"--position-formula must be {' or '.join(POSITION_FORMULAS)}, "
                             f"got {self.position_formula!r}")
@@ -103,6 +109,7 @@ class ReadingQAConfig:
         config = dataclasses.replace(
             self,
             optimizer=optimizer,
+            keep=self.keep if self.keep != "auto" else ("last" if optimizer == "sgd" else "best"),
             restarts=self.restarts or (6 if memn2n else 1),
             embed_dim=self.embed_dim or ((50 if self.task == "joint" and self.data_dir else 20) if memn2n else 32),
             learning_rate=self.learning_rate or ((0.005 if optimizer == "sgd" else 0.01) if memn2n else 0.003),
@@ -133,7 +140,8 @@ def load_data(config: ReadingQAConfig, tasks: list[int]) -> dict:
 
 
 class _Restarts:
-    """Keeps, for each member (random restart), the weights of its best epoch on dev: (accuracy, -loss)."""
+    """Keeps, for each member (random restart), the weights of its best epoch on dev: (accuracy, -loss), and the
+    last epoch's dev scores."""
 
     def __init__(self, model, dev, labels):
         import numpy as np
@@ -146,6 +154,7 @@ class _Restarts:
         self.best = [(-1.0, -np.inf)] * self.members
         self.weights = [None] * self.members
         self.best_epoch = [0] * self.members
+        self.last = [(-1.0, -np.inf)] * self.members
 
     def scores(self):
         """Per member (dev accuracy, dev loss)."""
@@ -164,17 +173,21 @@ class _Restarts:
         accuracy, loss = self.scores()
         for m in range(self.members):
             key = (float(accuracy[m]), -float(loss[m]))
+            self.last[m] = key
             if key > self.best[m]:
                 self.best[m], self.best_epoch[m] = key, epoch
                 self.weights[m] = self.layer.member_weights(m)
         return accuracy, loss
 
-    def chosen(self) -> int:
-        return max(range(self.members), key=lambda m: self.best[m])
+    def chosen(self, keep: str = "best") -> int:
+        """The restart best on dev: at its best epoch (``best``) or at the last one (``last``)."""
+        scores = self.best if keep == "best" else self.last
+        return max(range(self.members), key=lambda m: scores[m])
 
 
 def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list[int], sentence_len: int):
-    """Trains ``config.restarts`` models side by side; returns (the best one on dev, a report of the restarts)."""
+    """Trains ``config.restarts`` models side by side; returns (the one kept per ``config.keep``, a report of the
+    restarts, the history, the one the other ``keep`` would have given)."""
     import keras
     import numpy as np
 
@@ -225,14 +238,18 @@ def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list
                 linear = False
                 set_linear_start(model, False)
                 schedule_start = epoch + 1 if sgd else 0
-    chosen = restarts.chosen()
-    if restarts.weights[chosen] is not None:
-        memory_layer(model).set_member_weights(chosen, restarts.weights[chosen])
-    best = extract_member(model, chosen) if members > 1 else model
-    report = {"restarts": members, "chosen_restart": chosen,
-              "restart_dev_accuracy": [round(b[0], 4) for b in restarts.best],
-              "chosen_epoch": restarts.best_epoch[chosen] + 1}
-    return best, report, history
+    last_member = restarts.chosen("last")
+    last = extract_member(model, last_member)
+    best_member = restarts.chosen("best")
+    if restarts.weights[best_member] is not None:
+        memory_layer(model).set_member_weights(best_member, restarts.weights[best_member])
+    best = extract_member(model, best_member)
+    chosen = best_member if config.keep == "best" else last_member
+    report = {"restarts": members, "keep": config.keep, "chosen_restart": chosen,
+              "restart_dev_accuracy": [round(b[0], 4) for b in (restarts.best if config.keep == "best"
+                                                                 else restarts.last)],
+              "chosen_epoch": restarts.best_epoch[chosen] + 1 if config.keep == "best" else len(history)}
+    return (best, report, history, last) if config.keep == "best" else (last, report, history, best)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -378,7 +395,7 @@ def run(config: ReadingQAConfig) -> dict:
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} questions; tasks {tasks}; "
               f"{len(vocab_list)} words, {len(answers)} answers; model {config.model}, {config.hops} hops, "
               f"{config.restarts} restarts")
-        model, report, history = train(config, encoded, len(vocab_list), vocab.ids(answers), sentence_len)
+        model, report, history, other = train(config, encoded, len(vocab_list), vocab.ids(answers), sentence_len)
         train_seconds = time.time() - started
         (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
         dev = evaluate(model, encoded["valid"], splits["valid"], config.memory_size)
@@ -391,6 +408,10 @@ def run(config: ReadingQAConfig) -> dict:
             "attention_on_support": test["attention_on_support"],
             "test_examples": len(splits["test"]),
             **report,
+            # What the other --keep would have scored (for comparison only; the kept model is the one above).
+            "other_keep": {"keep": "last" if config.keep == "best" else "best",
+                           "dev_accuracy": evaluate(other, encoded["valid"], splits["valid"], config.memory_size)["accuracy"],
+                           "accuracy": evaluate(other, encoded["test"], splits["test"], config.memory_size)["accuracy"]},
             "parameters": model.count_params(),
             "train_seconds": round(train_seconds, 1),
         }
@@ -425,7 +446,7 @@ def run_all(config: ReadingQAConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from models.memory import MODELS, POSITION_FORMULAS
 
-    choices = {"model": MODELS, "optimizer": OPTIMIZERS, "position_formula": POSITION_FORMULAS}
+    choices = {"model": MODELS, "optimizer": OPTIMIZERS, "position_formula": POSITION_FORMULAS, "keep": KEEPS}
     parser = build_parser(ReadingQAConfig, __doc__.split("\n\n")[1], choices=choices, prog="python -m pipelines.reading_qa")
     config = from_args(ReadingQAConfig, parser.parse_args(argv))
     try:

@@ -351,7 +351,13 @@ def test_sgd_recipe_runs_linear_start_then_restarts_the_decay_schedule(tmp_path)
     assert [h["learning_rate"] for h in history] == pytest.approx([0.16] * 6 + [0.08] * 4)
     assert [h["linear_start"] for h in history] == [True] * 2 + [False] * 8
     assert metrics["accuracy"] > 0.4  # 6 places: chance is 1/6
-    assert metrics["chosen_epoch"] > 2  # chosen among the epochs with the softmax on
+    # The authors keep the end of the schedule: the restart best on dev at the last epoch; the best-epoch pick is
+    # scored beside it.
+    assert metrics["keep"] == "last" and metrics["chosen_epoch"] == 10
+    assert metrics["restart_dev_accuracy"] == pytest.approx(history[-1]["dev_accuracy"], abs=1e-4)
+    assert metrics["chosen_restart"] == int(np.argmax(history[-1]["dev_accuracy"])) or \
+        history[-1]["dev_accuracy"][0] == history[-1]["dev_accuracy"][1]
+    assert metrics["other_keep"]["keep"] == "best" and metrics["other_keep"]["dev_accuracy"] >= metrics["dev_accuracy"]
     config = json.loads((out / "config.json").read_text())
     assert config["optimizer"] == "sgd" and config["position_formula"] == "code"
 
@@ -359,6 +365,7 @@ def test_sgd_recipe_runs_linear_start_then_restarts_the_decay_schedule(tmp_path)
 @pytest.mark.parametrize("field, value, message", [
     ("optimizer", "rmsprop", "--optimizer must be one of auto, sgd, adam, got 'rmsprop'"),
     ("position_formula", "absolute", "--position-formula must be paper or code, got 'absolute'"),
+    ("keep", "first", "--keep must be one of auto, best, last, got 'first'"),
     ("softmax_slots", -3, "--softmax-slots must be -1 \\(auto\\), 0 \\(off\\) or a slot count, got -3"),
 ])
 def test_reading_qa_config_names_a_bad_recipe(field, value, message):

@@ -3,7 +3,7 @@
     nice -n 10 python -m benchmarks.babi_table --data-dir ../shared/data/babi/tasks_1-20_v1-2/en \
         [--models memn2n,reader] [--tasks 1-20] [--out runs/babi_table] [--epochs N] [--restarts N]
         [--decay-every N] [--no-linear-start] [--optimizer sgd|adam] [--position-formula code|paper]
-        [--softmax-slots -1|0] [--keep best|last]
+        [--softmax-slots -1|0] [--keep best|last] [--seed N]
         [--pool DIR,...] [--joint RUN_DIR] [--report-only]
 
 Each (model, task) trains with ``pipelines.reading_qa`` (train / dev / test per SPLITS.md; the restart best on dev
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", default="auto", choices=("auto", "best", "last"),
                         help="each restart's weights: best epoch on dev, or last (see python -m pipelines.reading_qa "
                              "--help)")
+    parser.add_argument("--seed", type=int, default=0, help="another seed gives other restarts (to --pool)")
     parser.add_argument("--pool", default="",
                         help="more out dirs (comma-separated) whose (model, task) runs compete with OUT's: the run "
                              "with the best dev accuracy is tabulated (settings chosen on dev, per task)")
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                          linear_start_epochs=args.linear_start_epochs,
                                          optimizer=args.optimizer if model == "memn2n" else "auto",
                                          position_formula=args.position_formula,
-                                         softmax_slots=args.softmax_slots, keep=args.keep)
+                                         softmax_slots=args.softmax_slots, keep=args.keep, seed=args.seed)
                 print(f"\n=== {model}, task {task} ({time.time() - started:.0f} s so far) ===", flush=True)
                 run(dataclasses.replace(config))
             results[model][task] = json.loads((run_dir / "metrics.json").read_text())

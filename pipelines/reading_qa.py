@@ -110,6 +110,7 @@ class ReadingQAConfig:
             self,
             optimizer=optimizer,
             keep=self.keep if self.keep != "auto" else ("last" if optimizer == "sgd" else "best"),
+            softmax_slots=self.softmax_slots if memn2n else 0,  # the reader masks empty slots
             restarts=self.restarts or (6 if memn2n else 1),
             embed_dim=self.embed_dim or ((50 if self.task == "joint" and self.data_dir else 20) if memn2n else 32),
             learning_rate=self.learning_rate or ((0.005 if optimizer == "sgd" else 0.01) if memn2n else 0.003),

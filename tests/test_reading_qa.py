@@ -111,6 +111,19 @@ def _numpy_memn2n(layer, story, question):
     return probs / probs.sum(-1, keepdims=True), np.stack(weights, 1)
 
 
+def _assert_native_onnx_matches(model, story, question, probs, weights):
+    """The model converts by the native route and its ONNX outputs match ``probs`` and ``weights`` to 1e-5."""
+    import onnxruntime as ort
+
+    from export.onnx_export import to_onnx
+
+    proto, route = to_onnx(model)
+    assert route == "native"
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_probs, onnx_attention = session.run(["answer_probs", "attention"], {"story": story, "question": question})
+    assert np.abs(onnx_probs - probs).max() <= 1e-5 and np.abs(onnx_attention - weights).max() <= 1e-5
+
+
 def test_memn2n_matches_the_papers_equations_and_masks_empty_slots():
     from models.memory import build_reading_model, extract_member, memory_layer
 
@@ -135,9 +148,6 @@ def test_memn2n_matches_the_papers_equations_and_masks_empty_slots():
 
 
 def test_memn2n_code_position_formula_matches_the_authors_matrix_and_exports_natively():
-    import onnxruntime as ort
-
-    from export.onnx_export import to_onnx
     from models.memory import build_reading_model, memory_layer
 
     rng = np.random.default_rng(4)
@@ -157,20 +167,13 @@ def test_memn2n_code_position_formula_matches_the_authors_matrix_and_exports_nat
     layer.position_formula = "paper"  # the two formulas give different models
     assert not np.allclose(_numpy_memn2n(layer, story, question)[0], probs, atol=1e-4)
     layer.position_formula = "code"
-    proto, route = to_onnx(model)
-    assert route == "native"
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    onnx_probs, onnx_attention = session.run(["answer_probs", "attention"], {"story": story, "question": question})
-    assert np.abs(onnx_probs - probs).max() <= 1e-5 and np.abs(onnx_attention - weights).max() <= 1e-5
+    _assert_native_onnx_matches(model, story, question, probs, weights)
     with pytest.raises(ValueError, match="position_formula must be one of paper, code, got 'absolute'"):
         build_reading_model("memn2n", sentence_len=6, vocab_size=12, answer_ids=[2], memory_size=5,
                             position_formula="absolute")
 
 
 def test_memn2n_empty_slots_take_a_share_of_the_attention_and_export_natively():
-    import onnxruntime as ort
-
-    from export.onnx_export import to_onnx
     from models.memory import build_reading_model, memory_layer
 
     rng = np.random.default_rng(5)
@@ -193,11 +196,7 @@ def test_memn2n_empty_slots_take_a_share_of_the_attention_and_export_natively():
     memory_layer(masked).set_member_weights(0, layer.member_weights(0))
     np.testing.assert_allclose(np.asarray(masked({"story": story, "question": question})["attention"]).sum(-1), 1,
                                atol=1e-5)
-    proto, route = to_onnx(model)
-    assert route == "native"
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    onnx_probs, onnx_attention = session.run(["answer_probs", "attention"], {"story": story, "question": question})
-    assert np.abs(onnx_probs - probs).max() <= 1e-5 and np.abs(onnx_attention - weights).max() <= 1e-5
+    _assert_native_onnx_matches(model, story, question, probs, weights)
     with pytest.raises(ValueError, match="softmax_slots must not be negative, got -2"):
         build_reading_model("memn2n", softmax_slots=-2, **sizes)
 

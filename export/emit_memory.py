@@ -91,11 +91,11 @@ def _memn2n(g, layer, call):
                       hint)
         if layer.softmax_slots:  # the empty slots' share: one extra column scoring log(S - n), dropped after
             masked = g.op("Concat", [masked, sink], hint, axis=-1)
-            p = g.op("Slice", [g.op("Softmax", [masked], hint, axis=-1), g.const([0], f"{hint}_p0", np.int64), slots,
-                               g.const([1], f"{hint}_pax", np.int64)], hint)
-            p = g.op("Mul", [p, valid], hint)
-        else:
-            p = g.op("Mul", [g.op("Softmax", [masked], hint, axis=-1), valid], hint)
+        p = g.op("Softmax", [masked], hint, axis=-1)
+        if layer.softmax_slots:
+            p = g.op("Slice", [p, g.const([0], f"{hint}_p0", np.int64), slots, g.const([1], f"{hint}_pax", np.int64)],
+                     hint)
+        p = g.op("Mul", [p, valid], hint)
         if gate != 1.0:  # linear start (never in a finished model, kept exact anyway)
             linear = g.op("Mul", [scores, valid], hint)
             p = g.op("Add", [g.op("Mul", [p, g.const(np.float32(gate), f"{hint}_gate")], hint),

@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import keras
 
 from models.cells import clockwork_rnn, scrn
 
-# name → layer factory ``(units, return_sequences=..., name=...) -> layer``; the tasks' --cell choices
-CELLS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
-         "cwrnn": clockwork_rnn, "scrn": scrn}
-CELL_CHOICES = tuple(CELLS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One row of the cell table.
+
+    Attributes:
+      name: the ``--cell`` value.
+      layer: factory ``(units, return_sequences=..., name=..., **kwargs) -> keras layer``.
+      onnx: how export emits it (``native``: an ONNX RNN/LSTM/GRU op; ``loop``: a hand-written Scan/Loop body).
+      decoder: usable as a seq2seq decoder with a one-step export graph (its step has a native emitter).
+      description: one line for docs and ``--help``.
+    """
+
+    name: str
+    layer: Callable
+    onnx: str
+    decoder: bool
+    description: str
+
+
+# The one cell table: every builder and every task's --cell choices come from it.
+CELL_TABLE = {cell.name: cell for cell in (
+    Cell("rnn", keras.layers.SimpleRNN, "native", False, "Elman RNN (tanh)"),
+    Cell("lstm", keras.layers.LSTM, "native", True, "long short-term memory"),
+    Cell("gru", keras.layers.GRU, "native", True, "gated recurrent unit"),
+    Cell("cwrnn", clockwork_rnn, "loop", False, "Clockwork RNN (Koutnik et al. 2014)"),
+    Cell("scrn", scrn, "loop", False, "structurally constrained RNN (Mikolov et al. 2015)"),
+)}
+# name → layer factory (what the builders call)
+CELLS = {name: cell.layer for name, cell in CELL_TABLE.items()}
+CELL_CHOICES = tuple(CELL_TABLE)
+
+
+def cell_choices(*, decoder: bool = False) -> tuple[str, ...]:
+    """The ``--cell`` choices: every cell, or those that can drive a seq2seq decoder step (``decoder``)."""
+    return tuple(name for name, cell in CELL_TABLE.items() if cell.decoder or not decoder)
 
 
 def recurrent_layer(

@@ -23,7 +23,10 @@ from pipelines.readers import DataError
 STATE_FILE = "state.json"
 
 
-def fingerprint(config, ignore: tuple = ("epochs", "out", "resume", "workers", "task_index", "strategy")) -> dict:
+IGNORED = ("epochs", "out", "resume", "workers", "task_index", "strategy", "max_minutes", "export")
+
+
+def fingerprint(config, ignore: tuple = IGNORED) -> dict:
     """The settings that must match for a saved state to be resumed (all of the config but ``ignore``)."""
     import dataclasses
 
@@ -49,11 +52,12 @@ class ResumeState:
     Args:
       folder: where the state lives (created on first save).
       config: the run's config; its :func:`fingerprint` is stored and checked on load.
+      extra: more settings the saved state must match (e.g. the training phase).
     """
 
-    def __init__(self, folder: str | Path, config):
+    def __init__(self, folder: str | Path, config, extra: dict | None = None):
         self.folder = Path(folder)
-        self.fingerprint = fingerprint(config)
+        self.fingerprint = {**fingerprint(config), **(extra or {})}
 
     def _variables(self, model) -> list:
         if not model.optimizer.built:

@@ -11,23 +11,20 @@ Data: the built-in synthetic flight queries by default, or an ATIS/SNIPS-style f
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
-import time
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import run_command_line
+from pipelines.common import CommonOptions, check_positive, check_rate
 from pipelines.readers import DataError, SlotExample, read_dataset
 from pipelines.synthetic import synthetic_dataset
-from pipelines.distribute import STRATEGIES
-from pipelines.training import TrainingOptions
+from pipelines.task import Context, Task
 
 TASK = "slot_filling"
 DEMO = "show me flights from boston to denver on monday morning"
 
 
 @dataclasses.dataclass(frozen=True)
-class SlotFillingConfig(TrainingOptions):
+class SlotFillingConfig(CommonOptions):
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "ATIS-style folder; none: built-in data"})
     out: str = dataclasses.field(default="runs/slot_filling", metadata={"help": "run dir to write"})
     epochs: int = dataclasses.field(default=40, metadata={"help": "most epochs (early stopping may end sooner)"})
@@ -35,9 +32,9 @@ class SlotFillingConfig(TrainingOptions):
     bidirectional: bool = True
     layers: int = 2
     embed_dim: int = 128
-    units: int = 128
+    hidden: int = dataclasses.field(default=128, metadata={"help": "recurrent units per direction"})
     dropout: float = 0.3
-    word_dropout: float = dataclasses.field(default=0.05, metadata={"help": "rate of words replaced by <unk>"})
+    token_dropout: float = dataclasses.field(default=0.05, metadata={"help": "rate of words replaced by <unk>"})
     batch_size: int = dataclasses.field(default=32, metadata={"help": "examples per batch and replica"})
     learning_rate: float = 2e-3
     intent_weight: float = dataclasses.field(default=1.0, metadata={"help": "weight of the intent loss"})
@@ -45,27 +42,23 @@ class SlotFillingConfig(TrainingOptions):
     patience: int = dataclasses.field(default=8, metadata={"help": "epochs without a better dev slot F1"})
     max_len: int = dataclasses.field(default=128, metadata={"help": "longest input in words"})
     synthetic_size: int = dataclasses.field(default=3000, metadata={"help": "built-in training examples"})
-    seed: int = 0
-    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+
+    DEPRECATED_FLAGS = {"units": "hidden", "word_dropout": "token_dropout"}
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
-        positive = ("epochs", "layers", "embed_dim", "units", "batch_size", "max_len", "synthetic_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "word_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-        if self.learning_rate <= 0 or self.clipnorm < 0 or self.intent_weight < 0:
-            raise DataError("--learning-rate must be positive; --clipnorm and --intent-weight must not be negative")
+        super().check()
+        check_positive(self, "layers", "embed_dim", "hidden", "max_len", "synthetic_size")
+        check_rate(self, "dropout", "token_dropout")
+        if self.learning_rate <= 0 or self.intent_weight < 0:
+            raise DataError("--learning-rate must be positive; --intent-weight must not be negative")
 
     def resolved(self) -> "SlotFillingConfig":
         """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
         if not self.quick:
             return self
         return dataclasses.replace(
-            self, epochs=min(self.epochs, 6), embed_dim=32, units=32, layers=1, learning_rate=5e-3,
+            self, epochs=min(self.epochs, 6), embed_dim=32, hidden=32, layers=1, learning_rate=5e-3,
             synthetic_size=min(self.synthetic_size, 800), patience=3,
         )
 
@@ -111,105 +104,110 @@ def task_metadata(config, vocab, tags, intents) -> dict:
         "intents": intents,
         "max_len": config.max_len,
         "model": {"cell": config.cell, "bidirectional": config.bidirectional, "layers": config.layers,
-                  "units": config.units, "embed_dim": config.embed_dim},
+                  "hidden": config.hidden, "embed_dim": config.embed_dim},
     }
+
+
+class SlotFilling(Task):
+    """Many-to-many tagging plus an utterance intent; the dev slot F1 picks the epoch."""
+
+    name = TASK
+    config_class = SlotFillingConfig
+    monitor = "slot_f1"
+    demo_input = DEMO
+    doc = __doc__
+
+    def choices(self):
+        from models.recurrent import CELL_CHOICES
+        from pipelines.distribute import STRATEGIES
+
+        return {"cell": CELL_CHOICES, "strategy": STRATEGIES}
+
+    def data(self, config):
+        splits = load_data(config)
+        from pipelines import slot_data
+
+        for name, examples in splits.items():
+            slot_data.check_lengths(examples, config.max_len, name)
+        return splits
+
+    def preprocess(self, ctx: Context):
+        from pipelines import slot_data
+
+        vocab, tags, intents = slot_data.build_vocabularies(ctx.splits["train"])
+        slot_data.write_vocabularies(ctx.run_dir, vocab, tags, intents)
+        ctx.extras.update(vocab=vocab, tags=tags, intents=intents)
+        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in ctx.splits.items())}; "
+              f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents; "
+              f"{ctx.run.replicas} replica(s), worker {ctx.run.worker.index + 1} of {ctx.run.worker.count}")
+        return slot_data.SlotPreprocessor(ctx.run_dir)
+
+    def build_model(self, ctx: Context):
+        from models.slot_filling import build_slot_filler
+
+        c, e = ctx.config, ctx.extras
+        return build_slot_filler(len(e["vocab"]), len(e["tags"]), len(e["intents"]), cell=c.cell,
+                                 embed_dim=c.embed_dim, units=c.hidden, layers=c.layers,
+                                 bidirectional=c.bidirectional, dropout=c.dropout)
+
+    def compile(self, ctx: Context, model):
+        import keras
+
+        from models.losses import SummedSequenceCrossEntropy
+        from models.slot_filling import INTENT_OUTPUT, SLOT_OUTPUT
+        from pipelines import training
+        from pipelines.cudnn import warn_cudnn
+
+        model.compile(
+            optimizer=training.optimizer(ctx.config.learning_rate, ctx.config.clipnorm, ctx.config.ema),
+            loss={SLOT_OUTPUT: SummedSequenceCrossEntropy(), INTENT_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
+            loss_weights={SLOT_OUTPUT: 1.0, INTENT_OUTPUT: ctx.config.intent_weight},
+            metrics={INTENT_OUTPUT: ["accuracy"]},
+        )
+        warn_cudnn(model)
+        return model
+
+    def train_data(self, ctx: Context, seed: int):
+        from pipelines import slot_data
+
+        c = ctx.config
+        return slot_data.training_dataset(
+            ctx.splits["train"], ctx.prep, batch_size=c.batch_size * ctx.run.replicas, max_len=c.max_len, seed=seed,
+            word_dropout_rate=c.token_dropout, drop_remainder=ctx.run.distributed)
+
+    def validate(self, ctx: Context, model) -> dict:
+        from pipelines.evaluation import evaluate
+
+        scores = evaluate(model, ctx.splits["valid"], ctx.prep, ctx.extras["tags"], ctx.extras["intents"])
+        return {"slot_f1": scores["slot_f1"], "intent_accuracy": scores["intent_accuracy"]}
+
+    def evaluate(self, ctx: Context, model) -> dict:
+        from pipelines.evaluation import evaluate
+
+        tags, intents = ctx.extras["tags"], ctx.extras["intents"]
+        metrics = {f"dev_{k}": v for k, v in evaluate(model, ctx.splits["valid"], ctx.prep, tags, intents).items()}
+        metrics.update(evaluate(model, ctx.splits["test"], ctx.prep, tags, intents))
+        metrics["unseen_test_intents"] = sum(ex.intent not in set(intents) for ex in ctx.splits["test"])
+        return metrics
+
+    def export_spec(self, ctx: Context, model) -> dict:
+        e = ctx.extras
+        return task_metadata(ctx.config, e["vocab"], e["tags"], e["intents"])
+
+    def parity_batches(self, ctx: Context) -> list[dict]:
+        return parity_batches(ctx.splits["valid"], ctx.prep)
+
+
+SLOT_FILLING = SlotFilling()
 
 
 def run(config: SlotFillingConfig) -> dict:
     """Trains, evaluates and exports; returns the test metrics. The run dir appears only when all succeeded."""
-    import keras
-
-    from export import export_model
-    from models.losses import SummedSequenceCrossEntropy
-    from models.slot_filling import INTENT_OUTPUT, SLOT_OUTPUT, build_slot_filler
-    from pipelines import distribute, slot_data, training
-    from pipelines.cudnn import warn_cudnn
-    from pipelines.evaluation import ValidationMetrics, evaluate
-
-    config.check()
-    config = config.resolved()
-    splits = load_data(config)
-    for name, examples in splits.items():
-        slot_data.check_lengths(examples, config.max_len, name)
-    started = time.time()
-    with training.distributed_run(config, TASK) as run:
-        run_dir = run.dir
-        vocab, tags, intents = slot_data.build_vocabularies(splits["train"])
-        slot_data.write_vocabularies(run_dir, vocab, tags, intents)
-        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())}; "
-              f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents; "
-              f"{run.replicas} replica(s), worker {run.worker.index + 1} of {run.worker.count}")
-
-        preprocessor = slot_data.SlotPreprocessor(run_dir)
-
-        def shuffled(seed: int):
-            dataset = slot_data.training_dataset(
-                splits["train"], preprocessor, batch_size=config.batch_size * run.replicas,
-                max_len=config.max_len, seed=seed, word_dropout_rate=config.word_dropout,
-                drop_remainder=run.replicas > 1,
-            )
-            return distribute.distributed_options(dataset) if run.worker.count > 1 else dataset
-
-        def epoch_data(epoch: int):
-            return training.epoch_dataset(shuffled, config.seed, epoch, distributed=run.replicas > 1)
-
-        def build():
-            return build_slot_filler(
-                len(vocab), len(tags), len(intents), cell=config.cell, embed_dim=config.embed_dim,
-                units=config.units, layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout,
-            )
-
-        with run.strategy.scope():
-            model = build()
-            model.compile(
-                optimizer=training.optimizer(config.learning_rate, config.clipnorm),
-                loss={SLOT_OUTPUT: SummedSequenceCrossEntropy(),
-                      INTENT_OUTPUT: keras.losses.SparseCategoricalCrossentropy()},
-                loss_weights={SLOT_OUTPUT: 1.0, INTENT_OUTPUT: config.intent_weight},
-                metrics={INTENT_OUTPUT: ["accuracy"]},
-            )
-        warn_cudnn(model)
-        validation = ValidationMetrics(splits["valid"], preprocessor, tags, intents)
-        training.fit_epochs(model, epoch_data, run, config, monitor="val_slot_f1", patience=config.patience,
-                            validation=[validation])
-        model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-        train_seconds = time.time() - started
-
-        metrics = {f"dev_{k}": v for k, v in evaluate(model, splits["valid"], preprocessor, tags, intents).items()}
-        metrics.update(evaluate(model, splits["test"], preprocessor, tags, intents))
-        metrics["train_seconds"] = round(train_seconds, 1)
-        metrics["unseen_test_intents"] = sum(ex.intent not in set(intents) for ex in splits["test"])
-        if not run.worker.is_chief:
-            return metrics  # the chief writes the run dir and the export
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        model = training.float32_model(build, model)
-        model.save(run_dir / "model.keras")
-
-        meta = export_model(
-            model, run_dir, task_metadata(config, vocab, tags, intents), parity_batches(splits["valid"], preprocessor)
-        )
-        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
-    return metrics
+    return SLOT_FILLING.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.recurrent import CELL_CHOICES
-
-    config, metrics = run_command_line(
-        SlotFillingConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.slot_filling",
-        choices={"cell": CELL_CHOICES, "strategy": STRATEGIES})
-    if metrics is None:
-        return 2
-    if "onnx_max_abs_diff" not in metrics:
-        return 0  # a worker other than the chief: it exports nothing
-
-    import serving
-
-    predictor = serving.load(config.out)
-    result = predictor.predict(DEMO)
-    print(f"\nonnxruntime, {config.out}/model.onnx:\n  {DEMO!r}\n  intent: {result.intent} "
-          f"({result.intent_confidence:.3f})\n  slots: {result.slots}")
-    return 0
+    return SLOT_FILLING.main(argv)
 
 
 if __name__ == "__main__":

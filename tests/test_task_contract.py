@@ -1,0 +1,81 @@
+"""The Task contract, over every registered task: a run killed after an epoch and resumed with the same command
+ends with bit-identical weights and the same metrics as an uninterrupted run; the registry and the flag vocabulary
+hold for every task."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from pipelines import registry, runner
+from pipelines.common import CommonOptions, build_parser
+
+# Extra settings per task that keep its resume test to seconds (on top of --quick, 2 epochs, no export).
+TINY = {}
+
+
+def _config(task, out, **extra):
+    fields = {f.name for f in dataclasses.fields(task.config_class)}
+    settings = {"out": str(out), "quick": True, "epochs": 2, "patience": 10, "export": False,
+                **TINY.get(task.name, {}), **extra}
+    return task.config_class(**{k: v for k, v in settings.items() if k in fields})
+
+
+def _checksums(run_dir):
+    return json.loads((run_dir / "checkpoints" / "checksums.json").read_text())
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_a_run_killed_after_an_epoch_resumes_to_bit_identical_weights(name, tmp_path, monkeypatch, capsys):
+    task = registry.get(name)
+    whole = task.run(_config(task, tmp_path / "whole"))
+
+    monkeypatch.setattr(runner, "KILL_AFTER_EPOCHS", 1)
+    with pytest.raises(runner.SimulatedKill):
+        task.run(_config(task, tmp_path / "killed"))
+    assert not (tmp_path / "killed").exists(), "a killed run must not leave a run dir"
+    assert (tmp_path / "killed.resume").is_dir(), "the killed run saved its state"
+    capsys.readouterr()
+
+    monkeypatch.setattr(runner, "KILL_AFTER_EPOCHS", None)
+    resumed = task.run(_config(task, tmp_path / "killed"))
+    assert f"resuming from {tmp_path / 'killed.resume'}" in capsys.readouterr().out
+    assert not (tmp_path / "killed.resume").exists(), "the resume state is removed once the run completes"
+    assert _checksums(tmp_path / "killed") == _checksums(tmp_path / "whole")
+    assert {k: v for k, v in resumed.items() if k != "train_seconds"} == \
+        {k: v for k, v in whole.items() if k != "train_seconds"}
+    assert (tmp_path / "killed" / "history.csv").read_text() == (tmp_path / "whole" / "history.csv").read_text()
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_task_has_the_contract_and_the_common_flags(name):
+    task = registry.get(name)
+    assert task.name == name
+    assert issubclass(task.config_class, CommonOptions)
+    parser = build_parser(task.config_class, task.description(), choices=task.choices())
+    flags = {option for action in parser._actions for option in action.option_strings}
+    for common in ("--epochs", "--batch-size", "--learning-rate", "--clipnorm", "--max-minutes", "--strategy",
+                   "--mixed-precision", "--resume", "--no-resume", "--seed", "--quick", "--out", "--data-dir"):
+        assert common in flags, f"{name} lacks {common}"
+    for old in task.config_class.DEPRECATED_FLAGS:
+        assert f"--{old.replace('_', '-')}" in flags
+    if "cell" in task.choices():
+        from models.recurrent import CELL_TABLE
+
+        assert set(task.choices()["cell"]) <= set(CELL_TABLE)
+
+
+def test_an_unknown_task_is_refused_with_the_registered_names():
+    with pytest.raises(KeyError, match="slot_filling"):
+        registry.get("no_such_task")
+
+
+def test_a_deprecated_flag_still_works_and_names_its_replacement():
+    from pipelines.slot_filling import SlotFillingConfig
+
+    parser = build_parser(SlotFillingConfig, "")
+    with pytest.warns(FutureWarning, match="--units is deprecated; use --hidden"):
+        args = parser.parse_args(["--units", "24", "--word-dropout", "0.1"])
+    assert (args.hidden, args.token_dropout) == (24, 0.1)

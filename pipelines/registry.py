@@ -9,6 +9,14 @@ import importlib
 
 TASKS = {
     "slot_filling": "pipelines.slot_filling:SLOT_FILLING",
+    "sentiment": "pipelines.sentiment:SENTIMENT",
+    "key_terms": "pipelines.key_terms:KEY_TERMS",
+    "speech_ctc": "pipelines.speech_ctc:SPEECH_CTC",
+    "speech_autoencoder": "pipelines.speech_autoencoder:SPEECH_AUTOENCODER",
+    "translation": "pipelines.translation:TRANSLATION",
+    "parsing": "pipelines.parsing:PARSING",
+    "text_autoencoder": "pipelines.text_autoencoder:TEXT_AUTOENCODER",
+    "reading_qa": "pipelines.reading_qa:READING_QA",
 }
 
 

@@ -13,7 +13,17 @@ from pipelines import registry, runner
 from pipelines.common import CommonOptions, build_parser
 
 # Extra settings per task that keep its resume test to seconds (on top of --quick, 2 epochs, no export).
-TINY = {}
+TINY = {
+    "slot_filling": {},
+    "sentiment": {},
+    "key_terms": {},
+    "speech_ctc": {},
+    "speech_autoencoder": {},
+    "translation": {},
+    "parsing": {},
+    "text_autoencoder": {},
+    "reading_qa": {},
+}
 
 
 def _config(task, out, **extra):

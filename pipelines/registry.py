@@ -17,6 +17,7 @@ TASKS = {
     "parsing": "pipelines.parsing:PARSING",
     "text_autoencoder": "pipelines.text_autoencoder:TEXT_AUTOENCODER",
     "reading_qa": "pipelines.reading_qa:READING_QA",
+    "pos_tagging": "pipelines.pos_tagging:POS_TAGGING",
 }
 
 

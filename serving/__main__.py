@@ -14,42 +14,6 @@ import sys
 import serving
 
 
-def _show(result) -> str:
-    if isinstance(result, serving.ReadingQAResult):
-        return f"{result.question}\n  → {result.answer} ({result.confidence:.3f})\n" + "\n".join(
-            f"  supporting [{i}] {text}" for i, text in result.supporting)
-    if isinstance(result, serving.ParsingResult):
-        return f"{result.text}\n  {result.tree}" + ("" if result.well_formed else "  (repaired)")
-    if isinstance(result, serving.EmbeddingResult):
-        lines = [f"  {len(result.vector)}-value vector of {result.seconds:.2f} s ({result.frames} frames)"]
-        return "\n".join(lines + [f"  {m.key} ({m.label}) {m.score:.3f}" for m in result.matches])
-    if isinstance(result, serving.SpeechResult):
-        times = ", ".join(f"{s.symbol} {s.start:.2f}-{s.end:.2f} s" for s in result.symbols)
-        return f"{result.text or '(nothing recognised)'}  ({result.confidence:.3f}, {result.duration:.2f} s)\n  {times}"
-    if isinstance(result, serving.Seq2SeqResult):
-        note = "" if result.finished else "  (stopped at the length limit)"
-        return f"{result.text}\n  → {result.output}  (beam {result.beam_size}, score {result.score:.3f}){note}"
-    if isinstance(result, serving.KeyTermsResult):
-        lines = [result.text if len(result.text) <= 100 else result.text[:100] + "...",
-                 f"  {len(result.tokens)} tokens, {result.windows} window{'s' if result.windows > 1 else ''}"]
-        lines += [f"  {i}. {t.term} ({t.score:.3f}) at " + ", ".join(f"{a}-{b}" for a, b in t.offsets)
-                  for i, t in enumerate(result.terms, 1)] or ["  (no key terms)"]
-        return "\n".join(lines)
-    if isinstance(result, serving.SentimentResult):
-        lines = [result.text, f"  {result.label} ({result.confidence:.3f})"]
-        if result.truncated:
-            lines.append(f"  (truncated to the first {len(result.tokens)} tokens)")
-        if result.attention:
-            top = sorted(result.attention, key=lambda tw: -tw[1])[:5]
-            lines.append("  attention: " + ", ".join(f"{t} {w:.2f}" for t, w in top))
-        return "\n".join(lines)
-    lines = [result.text, f"  intent: {result.intent} ({result.intent_confidence:.3f})"]
-    lines += [f"  {name}: {text}" for name, text in result.slots] or ["  (no slots)"]
-    if result.unknown_words:
-        lines.append(f"  unknown words: {' '.join(result.unknown_words)}")
-    return "\n".join(lines)
-
-
 def _predict_batch_file(args) -> int:
     from serving.batch_predict import predict_file
 
@@ -180,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for result in results:
-        print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else _show(result))
+        print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else result)  # str(result): readable
     return 0
 
 

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from serving.base import Predictor, Result, register
 from serving.doc_tokenizer import DocToken, DocTokenizer
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
@@ -45,7 +46,7 @@ class KeyTerm(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class KeyTermsResult:
+class KeyTermsResult(Result):
     """What the model says about one document.
 
     Attributes:
@@ -68,6 +69,13 @@ class KeyTermsResult:
         out = dataclasses.asdict(self)
         out["terms"] = [{"term": t.term, "score": t.score, "offsets": [list(o) for o in t.offsets]} for t in self.terms]
         return out
+
+    def __str__(self) -> str:
+        lines = [self.text if len(self.text) <= 100 else self.text[:100] + "...",
+                 f"  {len(self.tokens)} tokens, {self.windows} window{'s' if self.windows > 1 else ''}"]
+        lines += [f"  {i}. {t.term} ({t.score:.3f}) at " + ", ".join(f"{a}-{b}" for a, b in t.offsets)
+                  for i, t in enumerate(self.terms, 1)] or ["  (no key terms)"]
+        return "\n".join(lines)
 
 
 def window_starts(n: int, max_len: int, stride: int) -> list[int]:
@@ -202,7 +210,8 @@ def as_text(text, where: str) -> str:
     return text
 
 
-class KeyTermsPredictor:
+@register("key_terms")
+class KeyTermsPredictor(Predictor):
     """Extracts ranked key terms from documents with an exported key-term tagger. Use :func:`serving.load`.
 
     Documents longer than the model's ``max_len`` tokens are read in overlapping sliding windows (no truncation);

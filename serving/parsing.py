@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Container, Sequence
 
 from serving import trees
+from serving.base import Result, register
 from serving.beam import Hypothesis
 from serving.seq2seq import Seq2SeqPredictor
 
@@ -48,7 +49,7 @@ def max_output_len(n_words: int, per_word: int = 3, extra: int = 16) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class ParsingResult:
+class ParsingResult(Result):
     """The parse of one sentence.
 
     Attributes:
@@ -77,10 +78,11 @@ class ParsingResult:
     finished: bool
     beam_size: int
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        return f"{self.text}\n  {self.tree}" + ("" if self.well_formed else "  (repaired)")
 
 
+@register("parsing")
 class ParsingPredictor(Seq2SeqPredictor):
     """Parses sentences with an exported parsing model. Build one with :func:`serving.load`.
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from serving.base import Predictor, Result, register
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
 from serving.vocab import Vocabulary
@@ -28,7 +29,7 @@ class MemoryOverflowWarning(UserWarning):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadingQAResult:
+class ReadingQAResult(Result):
     """The answer to one question about one story.
 
     Attributes:
@@ -54,11 +55,13 @@ class ReadingQAResult:
     dropped_statements: int
     truncated_sentences: list[int]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        return f"{self.question}\n  → {self.answer} ({self.confidence:.3f})\n" + "\n".join(
+            f"  supporting [{i}] {text}" for i, text in self.supporting)
 
 
-class ReadingQAPredictor:
+@register("reading_qa")
+class ReadingQAPredictor(Predictor):
     """Answers questions about stories with an exported reading-comprehension model (MemN2N or recurrent reader).
     Use :func:`serving.load` to build one.
 

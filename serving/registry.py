@@ -23,11 +23,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from serving.base import INPUT_KINDS
 from serving.errors import InputError, ModelError
 
 log = logging.getLogger("serving.registry")
-
-INPUT_KINDS = ("text", "audio", "record")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from serving.base import Predictor, Result, register
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
 from serving.tokenizer import make_tokenizer
@@ -19,7 +20,7 @@ class TruncatedInputWarning(UserWarning):
 
 
 @dataclasses.dataclass(frozen=True)
-class SentimentResult:
+class SentimentResult(Result):
     """What the model says about one text.
 
     Attributes:
@@ -42,11 +43,18 @@ class SentimentResult:
     truncated: bool
     attention: list[tuple[str, float]]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        lines = [self.text, f"  {self.label} ({self.confidence:.3f})"]
+        if self.truncated:
+            lines.append(f"  (truncated to the first {len(self.tokens)} tokens)")
+        if self.attention:
+            top = sorted(self.attention, key=lambda tw: -tw[1])[:5]
+            lines.append("  attention: " + ", ".join(f"{t} {w:.2f}" for t, w in top))
+        return "\n".join(lines)
 
 
-class SentimentPredictor:
+@register("sentiment")
+class SentimentPredictor(Predictor):
     """Classifies texts with an exported sentiment model. Use :func:`serving.load` to build one.
 
     Texts longer than the model's ``max_len`` tokens are truncated to their first ``max_len`` tokens, with a

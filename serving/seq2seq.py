@@ -6,8 +6,10 @@ numpy (``serving/beam.py``), one decoder call per output position for the whole 
     predictor.predict("I like tea.", beam_size=1)      # greedy
     predictor.decode_tokens([["i", "like", "tea", "."]], beam_size=4)  # pre-tokenized input → Hypothesis list
 
-Task predictors (translation, parsing, text auto-encoder) subclass :class:`Seq2SeqPredictor` and override
-``task`` and, when they post-process the output, :meth:`Seq2SeqPredictor.make_result`.
+Task predictors (translation, parsing, text auto-encoder) subclass :class:`Seq2SeqPredictor`, are registered with
+``@register("task")`` (``serving/base.py``) and, when they post-process the output, override
+:meth:`Seq2SeqPredictor.make_result`. The graph steps are named by what they take: ``encode_ids`` (source ids →
+encoder states), ``decode_states`` (states → hypotheses), ``decode_tokens`` (source tokens → hypotheses).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from serving import metadata as _metadata
+from serving.base import Predictor, Result, predictor_class, register
 from serving.beam import Hypothesis, beam_search, greedy
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
@@ -58,7 +61,7 @@ def detokenize(tokens: list[str], rule: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Seq2SeqResult:
+class Seq2SeqResult(Result):
     """One decoded input.
 
     Attributes:
@@ -85,11 +88,13 @@ class Seq2SeqResult:
     beam_size: int
     attention: list[list[float]]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        note = "" if self.finished else "  (stopped at the length limit)"
+        return f"{self.text}\n  → {self.output}  (beam {self.beam_size}, score {self.score:.3f}){note}"
 
 
-class Seq2SeqPredictor:
+@register("seq2seq")
+class Seq2SeqPredictor(Predictor):
     """Decodes texts with an exported seq2seq model. Build one with :func:`serving.load`.
 
     Inputs longer than the model's ``max_source_len`` tokens are refused (InputError): cutting a sentence to
@@ -242,12 +247,16 @@ class Seq2SeqPredictor:
         return results
 
 
-def load_run(path: str | Path, predictors: dict, threads: int | None = None):
+def load_run(path: str | Path, predictors: dict | None = None, threads: int | None = None):
     """Loads a seq2seq run dir (or its ``encoder.onnx``, with ``decoder_step.onnx`` beside it).
+
+    Args:
+      predictors: task → predictor class to pick from; None (the default): the registry
+        (:func:`serving.base.predictor_class`).
 
     Raises:
       ModelError: a file is missing, the metadata is missing or disagrees between the files, or the task has no
-        predictor in ``predictors``.
+        predictor.
     """
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent
@@ -261,9 +270,12 @@ def load_run(path: str | Path, predictors: dict, threads: int | None = None):
         raise ModelError(f"{files[0]} and {files[1]} carry different metadata: they come from different exports")
     if (run_dir / "metadata.json").is_file():
         _metadata.check_run_files(_metadata.read_file(run_dir / "metadata.json"), meta, run_dir)
-    predictor = predictors.get(meta["task"])
-    if predictor is None:
-        raise ModelError(f"{files[0]}: task {meta['task']!r} has no predictor here (known: {sorted(predictors)})")
+    if predictors is None:
+        predictor = predictor_class(meta["task"], str(files[0]))
+    else:
+        predictor = predictors.get(meta["task"])
+        if predictor is None:
+            raise ModelError(f"{files[0]}: task {meta['task']!r} has no predictor here (known: {sorted(predictors)})")
     return predictor(Seq2SeqModel(encoder, decoder), meta)
 
 

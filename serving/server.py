@@ -361,7 +361,7 @@ def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics |
                 raise ApiError(422, "invalid_input", str(err)) from None
             except ServingError as err:
                 raise ApiError(500, "model_error", str(err)) from None
-            outputs = [r.to_dict() if hasattr(r, "to_dict") else r for r in results]
+            outputs = [r.to_dict() for r in results]  # the protocol: every result has to_dict()
             head = {"model": entry.name, "task": entry.task, "version": entry.version}
             return JSONResponse(head | ({"output": outputs[0]} if single else {"outputs": outputs}))
         except ApiError as err:

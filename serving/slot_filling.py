@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from serving.base import Predictor, Result, deprecated_alias, register
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
 from serving.tags import iob_spans
@@ -15,7 +16,7 @@ from serving.vocab import PAD_ID, Vocabulary
 
 
 @dataclasses.dataclass(frozen=True)
-class SlotFillingResult:
+class SlotFillingResult(Result):
     """What the model says about one utterance.
 
     Attributes:
@@ -36,11 +37,16 @@ class SlotFillingResult:
     intent_confidence: float
     unknown_words: list[str]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        lines = [self.text, f"  intent: {self.intent} ({self.intent_confidence:.3f})"]
+        lines += [f"  {name}: {text}" for name, text in self.slots] or ["  (no slots)"]
+        if self.unknown_words:
+            lines.append(f"  unknown words: {' '.join(self.unknown_words)}")
+        return "\n".join(lines)
 
 
-class SlotFillingPredictor:
+@register("slot_filling")
+class SlotFillingPredictor(Predictor):
     """Predicts the intent and slots of utterances with an exported slot-filling model.
 
     Use :func:`serving.load` to build one from a run dir or a ``.onnx`` file.
@@ -87,14 +93,20 @@ class SlotFillingPredictor:
             raise InputError(f"{where} has {len(words)} words; this model takes at most {self.max_len}")
         return words
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
-        """Tokenizes and pads ``texts`` into a [batch, time] int32 id matrix (0 = padding)."""
+    def token_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, list[list[str]]]:
+        """Tokenizes and pads ``texts`` into a [batch, time] int32 id matrix (0 = padding); also the words.
+
+        Raises:
+          InputError: as :meth:`predict`.
+        """
         single = len(texts) == 1
         words = [self._words(text, "text" if single else f"texts[{i}]") for i, text in enumerate(texts)]
         ids = np.full((len(words), max(len(w) for w in words)), PAD_ID, dtype=np.int32)
         for row, sentence in enumerate(words):
             ids[row, : len(sentence)] = self.vocab.ids(sentence)
         return ids, words
+
+    encode = deprecated_alias("token_ids", "encode")  # old name (it is no encoder step): use token_ids
 
     def predict(self, text: str) -> SlotFillingResult:
         """Predicts one utterance.
@@ -118,7 +130,7 @@ class SlotFillingPredictor:
         results = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
-            ids, words = self.encode(chunk)
+            ids, words = self.token_ids(chunk)
             out = self.model.run({self.input_name: ids})
             slot_probs, intent_probs = out[self.slot_output], out[self.intent_output]
             for row, (text, sentence) in enumerate(zip(chunk, words)):

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from serving import audio, ctc
+from serving.base import Predictor, Result, register
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
 
@@ -29,7 +30,7 @@ class TimedSymbol:
 
 
 @dataclasses.dataclass(frozen=True)
-class SpeechResult:
+class SpeechResult(Result):
     """What the model heard in one clip.
 
     Attributes:
@@ -47,11 +48,13 @@ class SpeechResult:
     duration: float
     decoder: str
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        times = ", ".join(f"{s.symbol} {s.start:.2f}-{s.end:.2f} s" for s in self.symbols)
+        return f"{self.text or '(nothing recognised)'}  ({self.confidence:.3f}, {self.duration:.2f} s)\n  {times}"
 
 
-class SpeechRecognizer:
+@register("speech_ctc")
+class SpeechRecognizer(Predictor):
     """Recognises digit strings with an exported ``speech_ctc`` model. Use :func:`serving.load` to build one.
 
     Args:
@@ -122,7 +125,9 @@ class SpeechRecognizer:
             raise InputError("predict takes one clip; use predict_batch for many")
         return self.predict_batch([clip])[0]
 
-    recognize = predict
+    def recognize(self, clip) -> SpeechResult:
+        """Audio → text: the same as :meth:`predict` (the task's verb)."""
+        return self.predict(clip)
 
     def predict_batch(self, clips: Sequence, batch_size: int = 32) -> list[SpeechResult]:
         """Recognises many clips, ``batch_size`` per onnxruntime call (zero-padded, with each clip's frame count).

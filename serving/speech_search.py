@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from serving import audio
+from serving.base import Predictor, Result, register
 from serving.errors import InputError, ModelError
 from serving.metadata import sha256
 from serving.session import OnnxModel
@@ -151,7 +152,7 @@ class SpeechIndex:
 
 
 @dataclasses.dataclass(frozen=True)
-class EmbeddingResult:
+class EmbeddingResult(Result):
     """One clip's utterance vector, and its nearest indexed clips when the predictor has an index.
 
     Attributes:
@@ -166,11 +167,13 @@ class EmbeddingResult:
     frames: int
     matches: list[Match]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def __str__(self) -> str:
+        lines = [f"  {len(self.vector)}-value vector of {self.seconds:.2f} s ({self.frames} frames)"]
+        return "\n".join(lines + [f"  {m.key} ({m.label}) {m.score:.3f}" for m in self.matches])
 
 
-class SpeechSearch:
+@register("speech_autoencoder")
+class SpeechSearch(Predictor):
     """Embeds clips with an exported speech auto-encoder's encoder and searches an index of them.
 
     Use :func:`serving.load` on a run dir (its ``index.npz``, if present and made by this model, becomes the
@@ -296,14 +299,14 @@ class SpeechSearch:
             raise InputError("predict takes one clip; use predict_batch for many")
         return self.predict_batch([clip])[0]
 
-    def predict_batch(self, clips: Sequence) -> list[EmbeddingResult]:
-        """:meth:`predict` for many clips, one onnxruntime call per batch."""
+    def predict_batch(self, clips: Sequence, batch_size: int = 32) -> list[EmbeddingResult]:
+        """:meth:`predict` for many clips, ``batch_size`` clips per onnxruntime call."""
         if isinstance(clips, (str, bytes, tuple, Path)):
             raise InputError("predict_batch takes a list of clips; use predict for one")
         read = self._read_all(list(clips))
         if not read:
             return []
-        vectors = self.embed_features([f for f, _ in read])
+        vectors = self.embed_features([f for f, _ in read], batch_size)
         return [EmbeddingResult(
             vector=[round(float(v), 6) for v in vector], seconds=round(seconds, 3), frames=len(f),
             matches=self.index.search(vector, self.k) if len(self.index) else [],

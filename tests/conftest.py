@@ -9,7 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import pytest  # noqa: E402
 
-SMALL = dict(epochs=8, embed_dim=32, units=32, layers=1, learning_rate=5e-3, synthetic_size=1500, patience=8)
+SMALL = dict(epochs=8, embed_dim=32, hidden=32, layers=1, learning_rate=5e-3, synthetic_size=1500, patience=8)
 
 
 @pytest.fixture(scope="session")

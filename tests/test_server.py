@@ -31,8 +31,10 @@ import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Stand-in predictors for the audio and record input kinds (the contract: task, input_kind, predict_batch,
-# results with to_dict, InputError on bad input). Each runs its inputs through one ORT call of an identity graph.
+# Stand-in predictors for the audio and record input kinds (the protocol of serving/base.py: task, input_kind,
+# predict, predict_batch(inputs, batch_size), results with to_dict, InputError on bad input), registered with
+# serving.register like any task's predictor, so `serving.load` picks them by the metadata's task with no edit to
+# it. Each runs its inputs through one ORT call of an identity graph.
 BOOTSTRAP = r'''
 import io, sys, time, wave
 import numpy as np
@@ -43,8 +45,9 @@ class Result(dict):
     def to_dict(self):
         return dict(self)
 
+@serving.register("echo_audio")
 class EchoAudio:
-    task, input_kind = "echo_audio", "audio"
+    input_kind = "audio"
     def __init__(self, model, metadata):
         self.model, self.metadata, self.delay = model, metadata, float(metadata.get("delay", 0))
     def _read(self, x):
@@ -57,7 +60,7 @@ class EchoAudio:
             raise InputError(f"audio is not a 16-bit PCM WAV file: {err}") from None
     def predict(self, x):
         return self.predict_batch([x])[0]
-    def predict_batch(self, xs):
+    def predict_batch(self, xs, batch_size=64):
         time.sleep(self.delay)
         waves = [self._read(x) for x in xs]
         batch = np.zeros((len(waves), max(1, max(len(s) for s, _ in waves))), np.float32)
@@ -67,18 +70,20 @@ class EchoAudio:
         return [Result(samples=len(s), rate=r, peak=round(float(np.abs(out[i]).max()), 4), batch=len(xs))
                 for i, (s, r) in enumerate(waves)]
 
+@serving.register("echo_record")
 class EchoRecord:
-    task, input_kind = "echo_record", "record"
+    input_kind = "record"
     def __init__(self, model, metadata):
         self.model, self.metadata = model, metadata
-    def predict_batch(self, records):
+    def predict(self, record):
+        return self.predict_batch([record])[0]
+    def predict_batch(self, records, batch_size=64):
         for i, r in enumerate(records):
             if not isinstance(r.get("story"), list) or not isinstance(r.get("question"), str):
                 raise InputError(f"records[{i}] needs a list 'story' and a string 'question'")
         out = self.model.run({"x": np.array([[len(r["story"])] for r in records], np.float32)})["y"]
         return [Result(sentences=int(out[i, 0]), question=r["question"]) for i, r in enumerate(records)]
 
-serving.PREDICTORS.update({EchoAudio.task: EchoAudio, EchoRecord.task: EchoRecord})
 from serving.__main__ import main
 sys.exit(main(sys.argv[1:]))
 '''

@@ -47,7 +47,7 @@ def test_predictions_equal_keras_argmax(predictor, slot_model):
     texts = ["what is the cheapest fare from denver to atlanta", "show me ground transportation in dallas",
              "which airlines fly from new york to seattle on june fourteenth"]
     results = predictor.predict_batch(texts)
-    ids, words = predictor.encode(texts)
+    ids, words = predictor.token_ids(texts)
     keras_out = slot_model(ids, training=False)
     for row, result in enumerate(results):
         n = len(words[row])

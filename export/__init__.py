@@ -1,7 +1,10 @@
 """Export: SavedModel with a named serving signature, ONNX, parity verification, and metadata in the model.
 
 ``export_model`` writes a trained model's exports into a (staging) run dir; ``reexport`` redoes it for an
-existing run dir (``python -m export RUN_DIR``).
+existing run dir, seq2seq runs included (``python -m export RUN_DIR``).
+
+The package imports nothing on its own (the names below load ``export.exporter`` on first use), so importing one
+submodule (``export.rundir``, ``export.registry``...) runs only that module and what it imports.
 """
 
 import os
@@ -9,6 +12,16 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from export.exporter import ExportError, ParityError, export_model, reexport  # noqa: E402
-
 __all__ = ["ExportError", "ParityError", "export_model", "reexport"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from export import exporter
+
+        return getattr(exporter, name)
+    raise AttributeError(f"module 'export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

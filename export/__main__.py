@@ -1,5 +1,5 @@
-"""``python -m export RUN_DIR [--opset N] [--quantize int8]``: re-export a run (SavedModel + ONNX), verify
-parity, and optionally add an int8 model (model.int8.onnx)."""
+"""``python -m export RUN_DIR [--opset N] [--quantize int8]``: re-export a run (SavedModel + ONNX; for a seq2seq run
+encoder.onnx + decoder_step.onnx), verify parity, and optionally add an int8 model (model.int8.onnx)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ import argparse
 import sys
 
 import export
-from export.onnx_export import DEFAULT_OPSET
+from export.registry import DEFAULT_OPSET
+
+
+def _flat(diffs: dict, prefix: str = "") -> dict[str, float]:
+    """{output: diff}, or {graph: {output: diff}} for a seq2seq run, as {"graph/output": diff}."""
+    flat = {}
+    for name, value in diffs.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{name}/"))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     except (export.ExportError, export.ParityError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    diffs = meta["parity"]["onnx_max_abs_diff"]
-    print(f"exported {args.run_dir}: model.onnx + saved_model/, parity max abs diff "
+    files = [graph["file"] for graph in meta["graphs"].values()] if "graphs" in meta else ["model.onnx"]
+    if meta["parity"].get("saved_model_max_abs_diff"):
+        files.append("saved_model/")
+    diffs = _flat(meta["parity"]["onnx_max_abs_diff"])
+    print(f"exported {args.run_dir}: {' + '.join(files)}, parity max abs diff "
           + ", ".join(f"{name} {value:.2e}" for name, value in sorted(diffs.items())))
     if "int8" in meta:
         print(f"model.int8.onnx: max abs diff vs float {meta['int8']['max_abs_diff']:.2e}, "

@@ -1,5 +1,5 @@
-"""Native ONNX emitter for the End-To-End Memory Network layer (``models.memory.MemN2N``), registered into
-``export.keras_onnx.EMITTERS``: Gather + Einsum + Softmax, the same maths as the Keras layer (position-encoded bags,
+"""Native ONNX emitter for the End-To-End Memory Network layer (``models.memory.MemN2N``), registered with
+``export.registry.emits``: Gather + Einsum + Softmax, the same maths as the Keras layer (position-encoded bags,
 temporal encoding, masked attention per hop). The recurrent reader has no emitter and goes through tf2onnx."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from export.keras_onnx import EMITTERS, UnsupportedLayer
+from export.registry import UnsupportedLayer, emits
 from models.memory import MemN2N
 
 
@@ -50,6 +50,7 @@ def _embed(g, layer, ids: str, table: str, a: str, c: str | None, letters: str, 
     return out
 
 
+@emits(MemN2N)
 def _memn2n(g, layer, call):
     """MemN2N: [story, question] → (answer probabilities, attention [batch, hops, slots])."""
     if layer.members != 1:
@@ -107,6 +108,3 @@ def _memn2n(g, layer, call):
     probs = g.op("Softmax", [logits], hint, axis=-1)
     attention = weights[0] if len(weights) == 1 else g.op("Concat", weights, hint, axis=1)
     return [(probs, None), (attention, None)]
-
-
-EMITTERS[MemN2N] = _memn2n

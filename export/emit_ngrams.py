@@ -1,5 +1,5 @@
-"""Native ONNX emitters for the naive-Bayes n-gram path (``models.ngrams``), registered into
-``export.keras_onnx.EMITTERS``: the n-gram keys as int64 Pad / Slice / Mul / Add, the exact lookup of the keys seen in
+"""Native ONNX emitters for the naive-Bayes n-gram path (``models.ngrams``), registered with
+``export.registry.emits``: the n-gram keys as int64 Pad / Slice / Mul / Add, the exact lookup of the keys seen in
 training as an ``ai.onnx.ml`` LabelEncoder (key → table row, 0 when unseen), the tables as Gather + ReduceSum, and the
 log-linear mix as Log + Softmax: the same maths as the Keras layers."""
 
@@ -8,12 +8,11 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto
 
-from export.keras_onnx import EMITTERS
+from export.registry import ML_DOMAIN, emits
 from models.ngrams import LogLinearMix, NaiveBayesNgrams
 
-ML_DOMAIN = "ai.onnx.ml"
 
-
+@emits(NaiveBayesNgrams)
 def _naive_bayes(g, layer, call):
     hint = layer.name
     ids = g.op("Cast", [call.first.name], hint, to=TensorProto.INT64)
@@ -51,6 +50,7 @@ def _naive_bayes(g, layer, call):
     return [(g.op("Cast", [total], hint, to=TensorProto.FLOAT), None)]
 
 
+@emits(LogLinearMix)
 def _log_linear_mix(g, layer, call):
     hint = layer.name
     probs, scores = (v.name for v in call.first)
@@ -61,7 +61,3 @@ def _log_linear_mix(g, layer, call):
                   hint)
     logits = g.op("Add", [logits, g.const(np.asarray(layer.bias, np.float32), f"{hint}_bias")], hint)
     return [(g.op("Softmax", [logits], hint, axis=-1), None)]
-
-
-EMITTERS[NaiveBayesNgrams] = _naive_bayes
-EMITTERS[LogLinearMix] = _log_linear_mix

@@ -12,9 +12,11 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
-from export import parity
-from export.onnx_export import DEFAULT_OPSET, embed_metadata, to_onnx
-from export.parity import PARITY_FILE, ParityError
+from export import parity, seq2seq_export
+from export.errors import ExportError, ParityError
+from export.onnx_export import embed_metadata, to_onnx, versions
+from export.parity import PARITY_FILE
+from export.registry import DEFAULT_OPSET
 from export.rundir import staged
 from export.saved_model import SIGNATURE, write_saved_model
 from serving import metadata as meta_format
@@ -24,17 +26,6 @@ MODEL_FILE, ONNX_FILE, METADATA_FILE, SAVED_MODEL_DIR = "model.keras", "model.on
 GENERATED = ("format", "format_version", "exported_at", "versions", "parity", "onnx_converter")
 
 __all__ = ["ExportError", "ParityError", "export_model", "reexport"]
-
-
-class ExportError(RuntimeError):
-    """A run dir cannot be exported (missing model, metadata or parity inputs)."""
-
-
-def _versions(opset: int) -> dict:
-    import tf2onnx
-
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
-            "onnx": onnx.__version__, "opset": opset}
 
 
 def _per_step_outputs(task_meta: dict) -> set[str]:
@@ -98,7 +89,7 @@ def export_model(
         "format": meta_format.FORMAT,
         "format_version": meta_format.FORMAT_VERSION,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(opset),
+        "versions": versions(opset),
         "onnx_converter": route,
         "parity": {"tolerance": parity.TOLERANCE, "batches": len(batches), "relative_beyond_1": sorted(log_scale),
                    "onnx_max_abs_diff": onnx_diff, "saved_model_max_abs_diff": saved_diff},
@@ -123,30 +114,38 @@ def _add_int8(run_dir: Path, meta: dict) -> dict:
 
 
 def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET, quantize: str | None = None) -> dict:
-    """Re-exports an existing run dir from its ``model.keras``, atomically (the run dir changes only on success).
+    """Re-exports an existing run dir, atomically (the run dir changes only on success).
+
+    A single-model run is re-exported from its ``model.keras``. A seq2seq run (translation, parsing, text
+    auto-encoder: ``encoder.onnx`` + ``decoder_step.onnx``) has its two graphs rebuilt from ``metadata.json`` and
+    its trainer's ``model.weights.h5`` (see :func:`export.seq2seq_export.reexport_seq2seq`).
 
     With ``quantize="int8"`` it also writes ``model.int8.onnx`` (dynamic int8 quantization) and records in
-    metadata.json how far its outputs move from the float model's on the parity batches.
+    metadata.json how far its outputs move from the float model's on the parity batches (single-model runs only).
 
     Raises:
-      ExportError: the run dir lacks ``model.keras``, ``metadata.json`` or ``parity_inputs.npz``.
+      ExportError: the run dir lacks a file the export needs (the message names it), or ``quantize`` is unknown.
       ParityError: as :func:`export_model`.
     """
     run_dir = Path(run_dir)
-    for name in (MODEL_FILE, METADATA_FILE, PARITY_FILE):
-        if not (run_dir / name).is_file():
-            raise ExportError(f"{run_dir} is not a run dir: {name} is missing")
+    if quantize not in (None, "int8"):
+        raise ExportError(f"unknown quantization {quantize!r}; the one supported is int8")
+    if not (run_dir / METADATA_FILE).is_file():
+        raise ExportError(f"{run_dir} is not a run dir: {METADATA_FILE} is missing")
     try:
         run_meta = meta_format.read_file(run_dir / METADATA_FILE)
     except meta_format.ModelError as err:
         raise ExportError(str(err)) from None
+    if seq2seq_export.is_seq2seq_run(run_meta):
+        return seq2seq_export.reexport_seq2seq(run_dir, run_meta, opset=opset, quantize=quantize)
+    for name in (MODEL_FILE, PARITY_FILE):
+        if not (run_dir / name).is_file():
+            raise ExportError(f"{run_dir} is not a run dir: {name} is missing")
     task_meta = {k: v for k, v in run_meta.items() if k not in GENERATED and k != "files"}
     import models  # noqa: F401  (registers the custom layers and losses for loading)
 
     model = keras.saving.load_model(run_dir / MODEL_FILE, compile=False)
     batches = parity.load_batches(run_dir / PARITY_FILE)
-    if quantize not in (None, "int8"):
-        raise ExportError(f"unknown quantization {quantize!r}; the one supported is int8")
     with staged(run_dir, copy_existing=True) as tmp:
         (tmp / ONNX_FILE).unlink(missing_ok=True)
         (tmp / "model.int8.onnx").unlink(missing_ok=True)  # it would no longer match the new model.onnx

@@ -11,10 +11,10 @@ import keras
 import onnx
 import tensorflow as tf
 
+from export import keras_onnx
 from export.quiet import captured_stderr, quiet_converter_logs
+from export.registry import DEFAULT_OPSET
 from serving.metadata import ONNX_KEY
-
-DEFAULT_OPSET = 17
 
 
 def input_signature(model: keras.Model) -> list[tf.TensorSpec]:
@@ -53,8 +53,6 @@ def to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET, route: str = "auto")
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
     if route != "tf2onnx":
-        from export import keras_onnx
-
         try:
             return keras_onnx.convert(model, opset=opset), "native"
         except keras_onnx.UnsupportedLayer as err:
@@ -74,6 +72,14 @@ def tf2onnx_convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.Mode
 
         proto, _ = tf2onnx.convert.from_function(fn, input_signature=fn.input_signature, opset=opset)
     return proto
+
+
+def versions(opset: int) -> dict:
+    """The converter stack's versions and the opset, as the metadata's ``versions`` records them."""
+    import tf2onnx
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
+            "onnx": onnx.__version__, "opset": opset}
 
 
 def embed_metadata(proto: onnx.ModelProto, meta: dict) -> None:

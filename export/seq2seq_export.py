@@ -2,77 +2,46 @@
 each parity-checked against Keras (max abs diff ≤ 1e-5) and each carrying the same metadata (vocabularies, special
 ids, tokenizer rules, max lengths, state names), which is also written as ``metadata.json``.
 
-Both graphs go through the native layer-level converter (``export/keras_onnx.py``): this module registers emitters
-for the seq2seq layers (attention, padding mask, log-softmax). The decoder's embedding is unmasked, so its GRU/LSTM
-with an initial state converts to one native op; a masked input with ``initial_state`` would fall back to tf2onnx
-(a Loop graph), which the step graph, run once per output token, must not pay for.
+Both graphs go through the native layer-level converter (``export/keras_onnx.py``; the seq2seq layers' emitters are
+in ``export/emit_seq2seq.py``). The decoder's embedding is unmasked, so its GRU/LSTM with an initial state converts
+to one native op; a masked input with ``initial_state`` would fall back to tf2onnx (a Loop graph), which the step
+graph, run once per output token, must not pay for.
+
+:func:`reexport_seq2seq` (``python -m export RUN_DIR``) redoes the export of a finished run: the graphs are rebuilt
+from ``metadata.json`` (its ``model`` sizes and vocabularies; ``config.json`` for the attention width of runs
+exported before the metadata recorded it) and loaded with the trainer's weights, ``model.weights.h5``.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
 
-from export import keras_onnx, parity
-from export.onnx_export import DEFAULT_OPSET, embed_metadata, to_onnx
-from export.parity import ParityError
-from models.attention import NEG_INF, LogSoftmax, PaddingMask, SeqAttention
-from models.seq2seq import LOG_PROBS, MEMORY, MEMORY_MASK, SOURCE, TOKENS, Seq2SeqModels
+from export import parity
+from export.errors import ExportError, ParityError
+from export.onnx_export import embed_metadata, to_onnx, versions
+from export.registry import DEFAULT_OPSET
+from export.rundir import staged
+from models.seq2seq import LOG_PROBS, MEMORY, MEMORY_MASK, SOURCE, TOKENS, Seq2SeqModels, Seq2SeqSpec, build_seq2seq
 from serving import metadata as meta_format
 from serving.session import OnnxModel
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
 METADATA_FILE, PARITY_FILES = "metadata.json", ("parity_encoder.npz", "parity_decoder_step.npz")
 SAVED_MODEL_DIR = "saved_model"
+WEIGHTS_FILE, CONFIG_FILE = "model.weights.h5", "config.json"  # what a seq2seq run writes (pipelines/seq2seq.py)
+# What export_seq2seq derives (from the graphs, the spec, the run): a re-export writes them anew.
+GENERATED = ("format", "format_version", "exported_at", "versions", "parity", "onnx_converter", "inputs", "outputs",
+             "graphs", "states", "attention", "model", "files")
 
-__all__ = ["ENCODER_FILE", "DECODER_FILE", "ParityError", "export_seq2seq", "decoder_parity_batches"]
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Native ONNX emitters for the seq2seq layers (registered into keras_onnx.EMITTERS on import).
-
-
-def _seq_attention(g, layer, call):
-    """SeqAttention: scores → masked softmax → context, exactly as models.attention computes them."""
-    q, m, mask, hint = call.args["query"].name, call.args["memory"].name, call.args["memory_mask"].name, layer.name
-    memory_kernel = g.const(np.asarray(layer.memory_kernel, np.float32), f"{hint}_memory_kernel")
-    if layer.mode == "additive":
-        qk = g.unsqueeze(g.op("MatMul", [q, g.const(np.asarray(layer.query_kernel, np.float32), f"{hint}_qk")], hint),
-                         [2], hint)  # [b, tq, 1, u]
-        mk = g.unsqueeze(g.op("MatMul", [m, memory_kernel], hint), [1], hint)  # [b, 1, tm, u]
-        hidden = g.op("Tanh", [g.op("Add", [g.op("Add", [qk, mk], hint),
-                                            g.const(np.asarray(layer.bias, np.float32), f"{hint}_bias")], hint)], hint)
-        score = g.const(np.asarray(layer.score, np.float32)[:, None], f"{hint}_score")
-        scores = g.squeeze(g.op("MatMul", [hidden, score], hint), [3], hint)  # [b, tq, tm]
-    else:
-        keys = g.op("Transpose", [g.op("MatMul", [m, memory_kernel], hint)], hint, perm=[0, 2, 1])  # [b, dq, tm]
-        scores = g.op("MatMul", [q, keys], hint)
-    mask3 = g.unsqueeze(mask, [1], hint)  # [b, 1, tm]
-    pad = g.op("Sub", [g.const(np.float32(1.0), f"{hint}_one"), mask3], hint)
-    scores = g.op("Add", [g.op("Mul", [scores, mask3], hint),
-                          g.op("Mul", [pad, g.const(np.float32(NEG_INF), f"{hint}_neg")], hint)], hint)
-    weights = g.op("Softmax", [scores], hint, axis=-1)
-    context = g.op("MatMul", [weights, m], hint)
-    return [(context, None), (weights, None)]
-
-
-def _padding_mask(g, layer, call):
-    ids = call.first.name
-    zero = g.const(np.zeros((), keras_onnx._numpy_dtype(call.first.dtype)), f"{layer.name}_zero")
-    real = g.op("Not", [g.op("Equal", [ids, zero], layer.name)], layer.name)
-    return [(g.op("Cast", [real], layer.name, to=TensorProto.FLOAT), None)]
-
-
-def _log_softmax(g, layer, call):
-    return [(g.op("LogSoftmax", [call.first.name], layer.name, axis=-1), None)]
-
-
-keras_onnx.EMITTERS.update({SeqAttention: _seq_attention, PaddingMask: _padding_mask, LogSoftmax: _log_softmax})
+__all__ = ["ENCODER_FILE", "DECODER_FILE", "WEIGHTS_FILE", "ExportError", "ParityError", "decoder_parity_batches",
+           "export_seq2seq", "is_seq2seq_run", "load_seq2seq", "reexport_seq2seq"]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -190,11 +159,12 @@ def export_seq2seq(models: Seq2SeqModels, run_dir: str | Path, task_meta: dict, 
         "attention": spec.attention,
         "model": {"cell": spec.cell, "embed_dim": spec.embed_dim, "hidden": spec.hidden, "layers": spec.layers,
                   "bidirectional": spec.bidirectional, "attention": spec.attention,
+                  "attention_units": spec.attention_units, "dropout": spec.dropout,
                   "decoder_units": spec.decoder_units},
         "format": meta_format.FORMAT,
         "format_version": meta_format.FORMAT_VERSION,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(opset),
+        "versions": versions(opset),
         "onnx_converter": routes,
         "parity": {"tolerance": parity.TOLERANCE, "batches": {"encoder": len(enc_batches),
                                                               "decoder_step": len(dec_batches)}, **diffs},
@@ -211,10 +181,125 @@ def export_seq2seq(models: Seq2SeqModels, run_dir: str | Path, task_meta: dict, 
     return meta
 
 
-def _versions(opset: int) -> dict:
-    import keras
-    import tensorflow as tf
-    import tf2onnx
 
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "tf2onnx": tf2onnx.__version__,
-            "onnx": onnx.__version__, "opset": opset}
+# --------------------------------------------------------------------------------------------------------------------
+# Re-export of a finished run (python -m export RUN_DIR)
+
+
+def is_seq2seq_run(meta: dict) -> bool:
+    """True for the metadata of a seq2seq export (an encoder graph and a decoder-step graph)."""
+    graphs = meta.get("graphs")
+    return isinstance(graphs, dict) and {"encoder", "decoder_step"} <= set(graphs)
+
+
+_SPEC_KEYS = ("cell", "embed_dim", "hidden", "layers", "bidirectional", "attention")
+
+
+def _spec(run_dir: Path, meta: dict) -> Seq2SeqSpec:
+    """The network's sizes: ``metadata.json`` (``model``, the vocabularies), and ``config.json`` for what the
+    metadata of older exports does not record (the attention width, the dropout)."""
+    model = meta.get("model")
+    missing = [f"model.{k}" for k in _SPEC_KEYS if k not in (model or {})]
+    missing += [k for k in ("source_vocab", "target_vocab") if not isinstance(meta.get(k), list)]
+    if missing:
+        raise ExportError(f"{run_dir / METADATA_FILE} does not describe the seq2seq graphs: it lacks "
+                          f"{', '.join(missing)}")
+    sizes = {k: model[k] for k in _SPEC_KEYS}
+    extra = {k: model[k] for k in ("attention_units", "dropout") if k in model}
+    if len(extra) < 2 and (run_dir / CONFIG_FILE).is_file():
+        try:
+            config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ExportError(f"{run_dir / CONFIG_FILE} is not valid JSON ({err})") from None
+        extra = {**{k: config[k] for k in ("attention_units", "dropout") if k in config}, **extra}
+    if sizes["attention"] != "none" and "attention_units" not in extra:
+        raise ExportError(f"{run_dir}: {CONFIG_FILE} is missing (or has no attention_units), and {METADATA_FILE} does "
+                          f"not record model.attention_units: the width of the {sizes['attention']} attention, "
+                          "needed to rebuild the decoder, is unknown")
+    # Dropout has no weights and is off at inference: the training value only keeps the rebuilt graphs identical.
+    spec = Seq2SeqSpec(len(meta["source_vocab"]), len(meta["target_vocab"]), **sizes,
+                       attention_units=int(extra.get("attention_units", 64)), dropout=float(extra.get("dropout", 0.0)))
+    try:
+        spec.check()
+    except ValueError as err:
+        raise ExportError(f"{run_dir / METADATA_FILE}: {err}") from None
+    return spec
+
+
+def load_seq2seq(run_dir: str | Path, meta: dict | None = None) -> Seq2SeqModels:
+    """Rebuilds a finished seq2seq run's graphs from its ``metadata.json`` and ``model.weights.h5``.
+
+    Raises:
+      ExportError: a file is missing or does not fit (the message names it).
+    """
+    run_dir = Path(run_dir)
+    if meta is None:
+        try:
+            meta = meta_format.read_file(run_dir / METADATA_FILE)
+        except meta_format.ModelError as err:
+            raise ExportError(str(err)) from None
+    spec = _spec(run_dir, meta)
+    weights = run_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ExportError(f"{run_dir} cannot be re-exported: {WEIGHTS_FILE} is missing (the seq2seq trainer's "
+                          "weights, from which the encoder and the decoder step are rebuilt)")
+    models = build_seq2seq(spec)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            models.trainer.load_weights(weights)
+        except ValueError as err:
+            why = " ".join(str(err).split())
+            raise ExportError(f"{weights} does not fit the network {METADATA_FILE} describes: "
+                              f"{why[:400]}{'...' if len(why) > 400 else ''}") from None
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message) or "freshly" in str(w.message)]
+    if skipped:  # Keras loads what it can and leaves the rest untrained: parity would still pass
+        raise ExportError(f"{weights} does not fit the network {METADATA_FILE} describes: {skipped[0]}")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return models
+
+
+def reexport_seq2seq(run_dir: str | Path, meta: dict | None = None, *, opset: int = DEFAULT_OPSET,
+                     quantize: str | None = None) -> dict:
+    """Re-exports a seq2seq run dir atomically (it changes only when both graphs pass parity): rebuilds the encoder
+    and decoder step (:func:`load_seq2seq`), then :func:`export_seq2seq` on the source batches of
+    ``parity_encoder.npz`` (the decoder's parity batches are regenerated from them, as the first export did). The
+    SavedModels are rewritten when the run dir has them.
+
+    Returns:
+      The metadata written (also embedded in both ONNX files).
+
+    Raises:
+      ExportError: the run dir lacks a file the export needs (the message names it), or ``quantize`` is set.
+      ParityError: an export differs from Keras by more than 1e-5.
+    """
+    run_dir = Path(run_dir)
+    if quantize is not None:
+        raise ExportError(f"--quantize {quantize} writes model.int8.onnx for single-graph runs; {run_dir} is a seq2seq "
+                          f"run ({ENCODER_FILE} + {DECODER_FILE}), which has no int8 export")
+    if meta is None:
+        try:
+            meta = meta_format.read_file(run_dir / METADATA_FILE)
+        except meta_format.ModelError as err:
+            raise ExportError(str(err)) from None
+    start_id = (meta.get("special_ids") or {}).get("start")
+    if not isinstance(start_id, int):
+        raise ExportError(f"{run_dir / METADATA_FILE} lacks special_ids.start (the <s> id the decoder starts from)")
+    if not (run_dir / PARITY_FILES[0]).is_file():
+        raise ExportError(f"{run_dir} cannot be re-exported: {PARITY_FILES[0]} is missing (the source batches both "
+                          "graphs are verified on)")
+    sources = [np.asarray(batch[SOURCE], np.int32) for batch in parity.load_batches(run_dir / PARITY_FILES[0])
+               if SOURCE in batch]
+    if not sources:
+        raise ExportError(f"{run_dir / PARITY_FILES[0]} holds no {SOURCE} batch")
+    models = load_seq2seq(run_dir, meta)
+    task_meta = {k: v for k, v in meta.items() if k not in GENERATED}
+    saved_model = (run_dir / SAVED_MODEL_DIR).is_dir()
+    with staged(run_dir, copy_existing=True) as tmp:
+        for name in (ENCODER_FILE, DECODER_FILE, *PARITY_FILES):
+            (tmp / name).unlink(missing_ok=True)
+        shutil.rmtree(tmp / SAVED_MODEL_DIR, ignore_errors=True)
+        written = export_seq2seq(models, tmp, task_meta, sources, start_id=start_id, saved_model=saved_model,
+                                 opset=opset)
+    return written

@@ -352,3 +352,151 @@ def test_old_opset_is_refused():
     model = keras.Model(*_sequence_input(masked=False))
     with pytest.raises(ValueError, match="opset 13"):
         convert(model, opset=13)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The emitter registry: one way to register, complete on import, no import cycle
+
+import ast  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPORT_DIR = ROOT / "export"
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Runs ``code`` in a fresh interpreter at the repository root."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+_FRESH_REGISTRY = """
+import sys
+import {entry}
+import keras
+from export.registry import EMITTERS
+from models.attention import LogSoftmax, PaddingMask, SeqAttention
+from models.memory import MemN2N
+from models.ngrams import LogLinearMix, NaiveBayesNgrams
+need = [SeqAttention, PaddingMask, LogSoftmax, MemN2N, NaiveBayesNgrams, LogLinearMix, keras.layers.LSTM,
+        keras.layers.Bidirectional]
+missing = [c.__name__ for c in need if c not in EMITTERS]
+assert not missing, f"not registered: {{missing}}"
+assert "export.seq2seq_export" not in sys.modules and "export.exporter" not in sys.modules, sorted(sys.modules)
+from export.onnx_export import to_onnx
+from models.seq2seq import Seq2SeqSpec, build_seq2seq
+models = build_seq2seq(Seq2SeqSpec(12, 11, hidden=4, embed_dim=4, attention_units=4))
+print(to_onnx(models.encoder, route="native")[1], to_onnx(models.decoder_step, route="native")[1])
+"""
+
+
+@pytest.mark.parametrize("entry", ["export.keras_onnx", "export.onnx_export"])
+def test_importing_only_the_converter_registers_every_emitter(entry):
+    """No import-order dependence: a fresh process that imports only the converter converts a seq2seq model
+    natively (its attention, padding-mask and log-softmax emitters live in export/emit_seq2seq.py)."""
+    done = _python(_FRESH_REGISTRY.format(entry=entry))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["native", "native"]
+
+
+def _export_modules() -> list[str]:
+    return sorted("export" if p.stem == "__init__" else f"export.{p.stem}" for p in EXPORT_DIR.glob("*.py"))
+
+
+def _top_level_export_imports(module: str) -> set[str]:
+    """The export modules ``module`` imports when it is imported (module-level statements, not function bodies)."""
+    path = EXPORT_DIR / ("__init__.py" if module == "export" else f"{module.split('.')[1]}.py")
+    known, found = set(_export_modules()), set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name in known and name != module}
+
+
+def test_export_modules_import_without_cycles():
+    """Statically: module-level imports among export modules form no cycle, and emitter modules import only the
+    registry from export/. Dynamically: each export module imported first, with no other export module loaded
+    (one interpreter; export* is dropped from sys.modules before each import: no module outside export/ imports
+    export, so this is a fresh start for every one of them)."""
+    graph = {module: _top_level_export_imports(module) for module in _export_modules()}
+    for module, deps in graph.items():
+        if module.startswith("export.emit_"):
+            assert deps <= {"export.registry"}, f"{module} imports {sorted(deps)}"
+    assert graph["export.registry"] == set()
+    state, cycle = {}, []
+
+    def visit(module, path):
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                cycle.append(path + [dep])
+            elif dep not in state:
+                visit(dep, path + [dep])
+        state[module] = "done"
+
+    for module in graph:
+        if module not in state:
+            visit(module, [module])
+    assert not cycle, f"import cycle: {' -> '.join(cycle[0])}"
+
+    code = f"""
+import importlib, sys, traceback
+failed = []
+for name in {_export_modules()!r}:
+    for loaded in [m for m in sys.modules if m == "export" or m.startswith("export.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception:
+        failed.append(name + ": " + traceback.format_exc(limit=-3))
+print("\\n".join(failed) or "ok")
+"""
+    done = _python(code)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stdout + done.stderr[-3000:]
+
+
+def test_every_emitter_module_is_imported_by_the_converter():
+    from export import keras_onnx
+
+    listed = {module.__name__ for module in keras_onnx.EMITTER_MODULES}
+    on_disk = {f"export.{p.stem}" for p in EXPORT_DIR.glob("emit_*.py")}
+    assert listed == on_disk, "add the new emitter module to the imports at the top of export/keras_onnx.py"
+
+
+def test_emits_registers_once_and_refuses_a_second_emitter():
+    from export.keras_onnx import EMITTERS as converter_view
+    from export.registry import EMITTERS, emits
+
+    class Twice(L.Layer):
+        pass
+
+    @emits(Twice)
+    def first(g, layer, call):
+        return []
+
+    assert EMITTERS[Twice] is first and converter_view[Twice] is first
+    with pytest.raises(ValueError, match="already has an emitter"):
+        @emits(Twice)
+        def second(g, layer, call):
+            return []
+    with pytest.raises(TypeError):
+        emits("Twice")
+    with pytest.raises(TypeError):  # the registry is read-only: @emits is the one way in
+        EMITTERS[Twice] = first
+
+
+def test_one_default_opset():
+    """export.registry.DEFAULT_OPSET is the only opset number written in export/ and benchmarks/."""
+    import re
+
+    from export import keras_onnx, onnx_export, registry
+
+    assert keras_onnx.DEFAULT_OPSET == onnx_export.DEFAULT_OPSET == registry.DEFAULT_OPSET
+    literal = re.compile(r"(OPSET\w*\s*=|opset\s*[=:]\s*|make_opsetid\([^,]+,)\s*\d")
+    for path in [*EXPORT_DIR.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        if path.name != "registry.py":
+            assert not literal.search(path.read_text(encoding="utf-8")), path

@@ -119,6 +119,7 @@ class Vocabularies:
         from serving.vocab import PAD, UNK
 
         words = collections.Counter(w for s in train for w in s.words)
+        self.train_words = set(words)
         lowered = collections.Counter()
         for word, count in words.items():
             lowered[word.lower()] += count
@@ -192,24 +193,27 @@ def predict_tags(model, prep: Vocabularies, sentences: list[TaggedSentence], bat
 
 
 def accuracy(model, prep: Vocabularies, sentences: list[TaggedSentence]) -> dict:
-    """Token accuracy overall and on words unknown to the vocabulary, and whole-sentence accuracy."""
+    """Token accuracy overall, on words outside the vocabulary (``oov``: tagged through their signature) and on
+    words never seen in training (``unseen``, a subset of those), and whole-sentence accuracy."""
     predicted = predict_tags(model, prep, sentences)
-    right = known_right = unknown_right = unknown = sentences_right = 0
-    tokens = 0
+    hits = {"all": [], "oov": [], "unseen": []}
+    sentences_right = 0
     for sentence, tags in zip(sentences, predicted):
-        gold = prep.labels(sentence.tags)
-        hits = [p == g for p, g in zip(tags, gold)]
-        right += sum(hits)
-        tokens += len(hits)
-        sentences_right += all(hits)
-        for word, hit in zip(sentence.words, hits):
-            if prep.is_known(word):
-                known_right += hit
-            else:
-                unknown += 1
-                unknown_right += hit
-    return {"token_accuracy": right / tokens, "unknown_word_accuracy": unknown_right / unknown if unknown else 0.0,
-            "known_word_accuracy": known_right / (tokens - unknown), "unknown_words": unknown, "tokens": tokens,
+        right = [p == g for p, g in zip(tags, prep.labels(sentence.tags))]
+        sentences_right += all(right)
+        for word, hit in zip(sentence.words, right):
+            hits["all"].append(hit)
+            if not prep.is_known(word):
+                hits["oov"].append(hit)
+            if word not in prep.train_words:
+                hits["unseen"].append(hit)
+
+    def mean(values):
+        return sum(values) / len(values) if values else 0.0
+
+    return {"token_accuracy": mean(hits["all"]), "oov_word_accuracy": mean(hits["oov"]),
+            "unseen_word_accuracy": mean(hits["unseen"]), "oov_words": len(hits["oov"]),
+            "unseen_words": len(hits["unseen"]), "tokens": len(hits["all"]),
             "sentence_accuracy": sentences_right / len(sentences)}
 
 

@@ -131,3 +131,25 @@ def test_the_command_line_serves_a_pos_run(pos_run):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["words"] == ["The", "dog", "rose", "."] and len(result["tags"]) == 4
+
+
+def test_accuracy_is_reported_on_out_of_vocabulary_and_unseen_words_apart():
+    from pipelines.pos_tagging import TaggedSentence, Vocabularies, accuracy
+
+    train = [TaggedSentence(("the", "dog", "barked"), ("DT", "NN", "VBD")),
+             TaggedSentence(("the", "dog", "ran"), ("DT", "NN", "VBD"))]
+    prep = Vocabularies(train, min_count=2)
+    tag = {t: i for i, t in enumerate(prep.tags)}
+
+    class Fixed:  # says DT, NN, NN for every sentence
+        def __call__(self, ids, training=False):
+            probs = np.zeros(ids.shape + (len(prep.tags),), np.float32)
+            probs[:, 0, tag["DT"]] = probs[:, 1, tag["NN"]] = probs[:, 2, tag["NN"]] = 1
+            return {"tag_probs": probs}
+
+    test = [TaggedSentence(("the", "dog", "barked"), ("DT", "NN", "VBD")),  # barked: seen once, out of vocabulary
+            TaggedSentence(("the", "cat", "sat"), ("DT", "NN", "VBD"))]     # cat, sat: never seen
+    scores = accuracy(Fixed(), prep, test)
+    assert scores["token_accuracy"] == 4 / 6 and scores["sentence_accuracy"] == 0
+    assert (scores["oov_words"], scores["oov_word_accuracy"]) == (3, 1 / 3)
+    assert (scores["unseen_words"], scores["unseen_word_accuracy"]) == (2, 1 / 2)

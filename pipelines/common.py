@@ -67,8 +67,10 @@ class CommonOptions:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise DataError(f"--{flag(name)} must be at least 1, got {getattr(self, name)}")
-        if self.learning_rate < 0 or self.clipnorm < 0 or self.patience < 0:
-            raise DataError("--learning-rate, --clipnorm and --patience must not be negative")
+        if self.learning_rate < 0:
+            raise DataError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.clipnorm < 0 or self.patience < 0:
+            raise DataError("--clipnorm and --patience must not be negative")
         if not 0 <= self.ema < 1:
             raise DataError(f"--ema must be in [0, 1), got {self.ema}")
         if self.max_minutes < 0:

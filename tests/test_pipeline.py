@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.config import build_parser, from_args
+from pipelines.common import build_parser, from_args
 from pipelines.slot_filling import SlotFillingConfig, run
 
 
@@ -38,7 +38,7 @@ def test_unknown_cell_flag_is_refused(capsys):
 
 
 def test_seeded_runs_repeat_exactly(tmp_path):
-    small = dict(epochs=1, embed_dim=8, units=8, layers=1, synthetic_size=200, seed=7)
+    small = dict(epochs=1, embed_dim=8, hidden=8, layers=1, synthetic_size=200, seed=7)
     first = run(SlotFillingConfig(out=str(tmp_path / "a"), **small))
     second = run(SlotFillingConfig(out=str(tmp_path / "b"), **small))
     drop = {"train_seconds", "onnx_max_abs_diff"}

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.config import build_parser, from_args
+from pipelines.common import build_parser, from_args
 from pipelines.lessons import EXPERIMENTS, experiment, settings
 
 

@@ -22,7 +22,7 @@ from pipelines.readers import DataError
 from serving.audio import FeatureSpec
 
 __all__ = ["FeatureSpec", "load_audio", "decode_audio", "resample", "log_mel", "normalize", "features",
-           "spec_augment", "feature_dataset", "bucketed_feature_batches"]
+           "spec_augment", "random_seeds", "array_dataset", "feature_dataset", "bucketed_feature_batches"]
 
 _SCALES = {tf.int16: 32768.0, tf.int32: 2.0 ** 31, tf.float32: 1.0, tf.float64: 1.0}
 
@@ -114,19 +114,60 @@ def features(wave, spec: FeatureSpec) -> tf.Tensor:
     return normalize(log_mel(wave, spec), spec)
 
 
-def spec_augment(feats, freq_param: int = 8, time_param: int = 20, masks: int = 2) -> tf.Tensor:
-    """SpecAugment-style masking for training (tensorflow-io's ``freq_mask`` / ``time_mask``): ``masks`` bands of
-    up to ``freq_param - 1`` mel bins and ``masks`` spans of up to ``time_param - 1`` frames set to 0 (the
-    normalised mean). A parameter of 0 turns that mask off."""
-    tfio = _tfio()
+def spec_augment(feats, freq_param: int = 8, time_param: int = 20, masks: int = 2, seed=None) -> tf.Tensor:
+    """SpecAugment-style masking for training: ``masks`` bands of up to ``freq_param - 1`` mel bins and ``masks``
+    spans of up to ``time_param - 1`` frames set to 0 (the normalised mean). A parameter of 0 turns that mask off.
+
+    Without ``seed``, tensorflow-io's ``freq_mask`` / ``time_mask`` draw the masks (stateful random ops). With
+    ``seed`` (a [2] integer tensor, e.g. from :func:`random_seeds`), the same masks are drawn by stateless random
+    ops: a function of ``seed`` only, which is what training uses so that a resumed run repeats its augmentation.
+    """
     feats = tf.convert_to_tensor(feats, tf.float32)
-    for _ in range(masks):
+    if seed is None:
+        tfio = _tfio()
+        for _ in range(masks):
+            if freq_param > 0:
+                feats = tfio.audio.freq_mask(feats, param=min(freq_param, feats.shape[1] or freq_param))
+            if time_param > 0:
+                # never ask for a span longer than the clip (tensorflow-io would draw from an empty range)
+                feats = tfio.audio.time_mask(feats, param=tf.minimum(time_param, tf.shape(feats)[0]))
+        return feats
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=4 * masks)
+    for i in range(masks):
         if freq_param > 0:
-            feats = tfio.audio.freq_mask(feats, param=min(freq_param, feats.shape[1] or freq_param))
+            feats = _stateless_mask(feats, 1, min(freq_param, feats.shape[1] or freq_param), seeds[4 * i : 4 * i + 2])
         if time_param > 0:
-            # never ask for a span longer than the clip (tensorflow-io would draw from an empty range)
-            feats = tfio.audio.time_mask(feats, param=tf.minimum(time_param, tf.shape(feats)[0]))
+            feats = _stateless_mask(feats, 0, tf.minimum(time_param, tf.shape(feats)[0]), seeds[4 * i + 2 : 4 * i + 4])
     return feats
+
+
+def _stateless_mask(feats, axis: int, param, seeds) -> tf.Tensor:
+    """Zeroes a band (``axis`` 1) or span (``axis`` 0) of width in [0, param) at a start in [0, size - width),
+    as tensorflow-io's masks do, drawn from ``seeds`` [2, 2]."""
+    size = tf.shape(feats)[axis]
+    width = tf.random.stateless_uniform((), seeds[0], 0, param, tf.int32)
+    start = tf.random.stateless_uniform((), seeds[1], 0, size - width, tf.int32)
+    indices = tf.range(size)
+    inside = (indices >= start) & (indices < start + width)
+    inside = inside[None, :] if axis == 1 else inside[:, None]
+    return tf.where(inside, tf.zeros((), feats.dtype), feats)
+
+
+def random_seeds(seed: int) -> tf.data.Dataset:
+    """An endless dataset of [2] int64 seeds for stateless random ops (:func:`spec_augment`, noise), drawn from
+    ``seed``. Each iteration draws a new stream, as a shuffle with ``reshuffle_each_iteration`` draws a new order:
+    zipped with an epoch's data it makes the augmentation a function of the seed and the epoch only (see
+    ``pipelines.training.epoch_dataset``), so a killed and resumed run sees the same masks and noise."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
+def array_dataset(arrays: list[np.ndarray], dtype=tf.float32) -> tf.data.Dataset:
+    """A dataset of the numpy arrays ``arrays`` (any first dimension, the rest equal), one element each."""
+    lengths = np.array([len(a) for a in arrays], np.int64)
+    flat = np.concatenate(arrays) if arrays else np.zeros(0)
+    ragged = tf.RaggedTensor.from_row_lengths(tf.constant(flat, dtype), lengths)
+    # each slice comes out as a ragged tensor of ragged rank 0: a dense tensor, typed as one for padded batching
+    return tf.data.Dataset.from_tensor_slices(ragged).map(tf.convert_to_tensor)
 
 
 def feature_dataset(waves: list[np.ndarray], targets, spec: FeatureSpec) -> tf.data.Dataset:
@@ -141,11 +182,12 @@ def feature_dataset(waves: list[np.ndarray], targets, spec: FeatureSpec) -> tf.d
 
 
 def bucketed_feature_batches(dataset: tf.data.Dataset, batch_size: int, boundaries: list[int], *,
-                             shuffle: bool = True, seed: int = 0, augment=None,
-                             target_padding: int = -1) -> tf.data.Dataset:
+                             shuffle: bool = True, seed: int = 0, augment=None, target_padding: int = -1,
+                             drop_remainder: bool = False) -> tf.data.Dataset:
     """Caches (features, target) pairs, reshuffles them each epoch, optionally augments (after the cache, so the
     masks differ per epoch), groups clips of similar frame counts (``bucket_by_sequence_length`` with
-    ``boundaries``), pads features with 0 and targets with ``target_padding``, and prefetches."""
+    ``boundaries``; ``drop_remainder`` drops each bucket's last partial batch, as several replicas need), pads
+    features with 0 and targets with ``target_padding``, and prefetches."""
     dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
@@ -156,6 +198,7 @@ def bucketed_feature_batches(dataset: tf.data.Dataset, batch_size: int, boundari
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padding_values=(0.0, target_padding),
+        drop_remainder=drop_remainder,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
 

@@ -226,7 +226,6 @@ class PosTagging(Task):
     config_class = PosTaggingConfig
     monitor = "token_accuracy"
     demo_input = "The company's shares rose 3.5% in early trading on Friday."
-    doc = __doc__
 
     def choices(self):
         from models.recurrent import CELL_CHOICES

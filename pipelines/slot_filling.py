@@ -115,7 +115,6 @@ class SlotFilling(Task):
     config_class = SlotFillingConfig
     monitor = "slot_f1"
     demo_input = DEMO
-    doc = __doc__
 
     def choices(self):
         from models.recurrent import CELL_CHOICES

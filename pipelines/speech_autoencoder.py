@@ -15,46 +15,40 @@ given with ``--data-dir`` (split by file index as ../shared/data/SPLITS.md fixes
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import run_command_line
+from pipelines.common import CommonOptions, _help, check_positive
 from pipelines.readers import DataError
+from pipelines.task import Context, Task
 
 TASK = "speech_autoencoder"
 
 
 @dataclasses.dataclass(frozen=True)
-class SpeechAutoencoderConfig:
-    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "FSDD recordings folder; none: built-in"})
-    out: str = dataclasses.field(default="runs/speech_autoencoder", metadata={"help": "run dir to write"})
-    epochs: int = dataclasses.field(default=30, metadata={"help": "most epochs (early stopping may end sooner)"})
-    cell: str = dataclasses.field(default="gru", metadata={"help": "recurrent cell of encoder and decoder"})
-    bidirectional: bool = dataclasses.field(default=True, metadata={"help": "bidirectional encoder"})
-    layers: int = dataclasses.field(default=1, metadata={"help": "stacked encoder layers"})
-    hidden: int = dataclasses.field(default=64, metadata={"help": "encoder units per direction"})
-    noise: float = dataclasses.field(
-        default=0.3, metadata={"help": "std of Gaussian noise added to the encoder's input frames (denoising); 0: none"})
-    batch_size: int = 32
+class SpeechAutoencoderConfig(CommonOptions):
+    data_dir: str | None = _help("FSDD recordings folder; none: built-in", None)
+    out: str = _help("run dir to write", "runs/speech_autoencoder")
+    epochs: int = _help("most epochs (early stopping may end sooner)", 30)
+    cell: str = _help("recurrent cell of encoder and decoder", "gru")
+    bidirectional: bool = _help("bidirectional encoder", True)
+    layers: int = _help("stacked encoder layers", 1)
+    hidden: int = _help("encoder units per direction", 64)
+    noise: float = _help("std of Gaussian noise added to the encoder's input frames (denoising); 0: none", 0.3)
     learning_rate: float = 2e-3
-    clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
-    patience: int = dataclasses.field(default=5, metadata={"help": "epochs without a better dev MAP"})
-    dtw_distance: str = dataclasses.field(default="euclidean", metadata={"help": "DTW frame distance"})
-    synthetic_size: int = dataclasses.field(default=1500, metadata={"help": "built-in training utterances"})
-    seed: int = 0
-    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+    patience: int = _help("epochs without a better dev MAP", 5)
+    dtw_distance: str = _help("DTW frame distance", "euclidean")
+    synthetic_size: int = _help("built-in training utterances", 1500)
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
-        for name in ("epochs", "layers", "hidden", "batch_size", "synthetic_size", "patience"):
-            if getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.noise < 0 or self.learning_rate <= 0 or self.clipnorm < 0:
-            raise DataError("--noise must not be negative, --learning-rate must be positive, --clipnorm >= 0")
+        super().check()
+        check_positive(self, "layers", "hidden", "synthetic_size", "patience")
+        if self.noise < 0 or self.learning_rate <= 0:
+            raise DataError("--noise must not be negative and --learning-rate must be positive")
 
     def resolved(self) -> "SpeechAutoencoderConfig":
         """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
@@ -120,25 +114,30 @@ def feature_lists(utterances: list[Utterance], spec) -> tuple[list[np.ndarray], 
     return [x for x, _ in pairs], [raw for _, raw in pairs]
 
 
-def training_dataset(utterances: list[Utterance], spec, config: SpeechAutoencoderConfig):
-    """Batches of (noisy features, clean features, frame weights): the front end inside tf.data, bucketed by
-    length, padded with all-zero frames (weight 0, masked by the encoder)."""
+def training_dataset(feats: list[np.ndarray], config: SpeechAutoencoderConfig, *, seed: int,
+                     batch_size: int | None = None, drop_remainder: bool = False):
+    """Batches of (noisy features, clean features, frame weights) from the training clips' features: reshuffled
+    each epoch, bucketed by length, padded with all-zero frames (weight 0, masked by the encoder); the noise is
+    drawn from ``seed`` and the epoch (stateless, ``pipelines.audio.random_seeds``)."""
     import tensorflow as tf
 
-    from pipelines.audio import bucketed_feature_batches, feature_dataset
+    from pipelines.audio import array_dataset, bucketed_feature_batches, random_seeds
     from pipelines.batching import length_boundaries
 
-    dataset = feature_dataset([u.wave for u in utterances], [[0]] * len(utterances), spec)
-    longest = max(spec.num_frames(len(u.wave)) for u in utterances)
-    batches = bucketed_feature_batches(dataset, config.batch_size, length_boundaries(longest), seed=config.seed)
-    noise, seed = config.noise, config.seed
+    dataset = tf.data.Dataset.zip((array_dataset(feats), tf.data.Dataset.from_tensors(0).repeat(len(feats))))
+    batches = bucketed_feature_batches(dataset, batch_size or config.batch_size,
+                                       length_boundaries(max(len(f) for f in feats)), seed=seed,
+                                       target_padding=0, drop_remainder=drop_remainder)
+    noise = config.noise
 
-    def pairs(x, _):
+    def pairs(batch, noise_seed):
+        x = batch[0]
         weights = tf.cast(tf.reduce_any(tf.not_equal(x, 0.0), axis=-1), tf.float32)
-        noisy = x + tf.random.normal(tf.shape(x), stddev=noise, seed=seed) * weights[..., None] if noise else x
-        return noisy, x, weights
+        if not noise:
+            return x, x, weights
+        return x + tf.random.stateless_normal(tf.shape(x), noise_seed, stddev=noise) * weights[..., None], x, weights
 
-    return batches.map(pairs, num_parallel_calls=tf.data.AUTOTUNE)
+    return tf.data.Dataset.zip((batches, random_seeds(seed))).map(pairs, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def padded(feats: list[np.ndarray]) -> np.ndarray:
@@ -180,7 +179,7 @@ def dtw_similarities(feats: list[np.ndarray], distance: str) -> tuple[np.ndarray
     return sims, (time.perf_counter() - started) / n
 
 
-def evaluate(encoder, feats, raw, labels, center, config, with_dtw: bool = True) -> dict:
+def retrieval_metrics(encoder, feats, raw, labels, center, config, with_dtw: bool = True) -> dict:
     """MAP and precision@10 of the auto-encoder's vectors and the baselines on one split."""
     from pipelines.retrieval import cosine_similarities, retrieval_scores
 
@@ -244,84 +243,159 @@ def write_index(run_dir, meta: dict, utterances: list[Utterance], feats: list[np
     return (time.perf_counter() - started) / len(feats)
 
 
-# ------------------------------------------------------------------------------------------------------- run
+# ------------------------------------------------------------------------------------------------------ the task
+
+
+class SpeechAutoencoder(Task):
+    """Reconstruction training of the auto-encoder in one resumable phase, picked by the dev MAP of the encoder's
+    vectors; the encoder alone is exported (with the test clips indexed for serving's search).
+
+    Query timings (``dtw_query_seconds``, ``autoencoder_query_seconds``) are reported with the export figures: they
+    differ between a run and its resumed twin, whose evaluation must be equal."""
+
+    name = TASK
+    config_class = SpeechAutoencoderConfig
+    monitor = "map"
+    doc = globals()["__doc__"]  # the module docstring (in the class body, __doc__ is the class docstring)
+    exported: str | None = None  # the run dir of the last export (for the command line's demo)
+
+    def choices(self):
+        from models.recurrent import CELL_CHOICES
+        from models.speech_autoencoder import CELL_CHOICES as BUILT
+        from pipelines.distribute import STRATEGIES
+        from serving.dtw import DISTANCES
+
+        # the rows of the one cell table that build_speech_autoencoder builds (its decoder takes rnn, lstm, gru)
+        return {"cell": tuple(c for c in CELL_CHOICES if c in BUILT), "dtw_distance": DISTANCES,
+                "strategy": STRATEGIES}
+
+    def data(self, config):
+        from serving.audio import FeatureSpec
+
+        splits = load_data(config, FeatureSpec())
+        for name, utterances in splits.items():
+            if len({u.label for u in utterances}) < 2 or len(utterances) < 2:
+                raise DataError(f"the {name} split needs at least two utterances of two words, got {len(utterances)}")
+        return splits
+
+    def preprocess(self, ctx: Context):
+        from serving.audio import FeatureSpec
+
+        spec = FeatureSpec()
+        labels = sorted({u.label for u in ctx.splits["train"]})
+        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in ctx.splits.items())} utterances; words {labels}")
+        feats, raw = {}, {}
+        for name, utterances in ctx.splits.items():
+            feats[name], raw[name] = feature_lists(utterances, spec)
+        ctx.extras.update(labels=labels, feats=feats, raw=raw, center=np.concatenate(raw["train"]).mean(axis=0),
+                          gold={name: [u.label for u in utterances] for name, utterances in ctx.splits.items()})
+        return spec
+
+    def build_both(self, ctx: Context):
+        """``(autoencoder, encoder)``, sharing the encoder's layers."""
+        from models.speech_autoencoder import build_speech_autoencoder
+
+        c = ctx.config
+        return build_speech_autoencoder(ctx.prep.n_mels, cell=c.cell, units=c.hidden, layers=c.layers,
+                                        bidirectional=c.bidirectional)
+
+    def build_model(self, ctx: Context):
+        return self.build_both(ctx)[1]
+
+    def compile(self, ctx: Context, model):
+        """Compiles the auto-encoder ``model`` (the trainer around the encoder) with the reconstruction loss."""
+        from models.speech_autoencoder import RECONSTRUCTION
+        from pipelines import training
+
+        c = ctx.config
+        model.compile(optimizer=training.optimizer(c.learning_rate, c.clipnorm, c.ema), loss={RECONSTRUCTION: "mse"})
+        return model
+
+    def train_data(self, ctx: Context, seed: int):
+        from models.speech_autoencoder import RECONSTRUCTION
+
+        data = training_dataset(ctx.extras["feats"]["train"], ctx.config, seed=seed,
+                                batch_size=ctx.config.batch_size * ctx.run.replicas,
+                                drop_remainder=ctx.run.distributed)
+        return data.map(lambda x, y, w: (x, {RECONSTRUCTION: y}, w))
+
+    def validate(self, ctx: Context, model) -> dict:
+        from pipelines.retrieval import cosine_similarities, retrieval_scores
+
+        return {"map": retrieval_scores(cosine_similarities(embed(model, ctx.extras["feats"]["valid"])),
+                                        ctx.extras["gold"]["valid"])["map"]}
+
+    def fit(self, ctx: Context):
+        """Trains the auto-encoder (one phase); validates and returns its encoder."""
+        from pipelines import runner
+
+        with ctx.run.strategy.scope():
+            autoencoder, encoder = self.build_both(ctx)
+            self.compile(ctx, autoencoder)
+        ctx.extras["autoencoder"] = autoencoder
+        ctx.extras["loop"] = runner.train(
+            autoencoder, lambda epoch: ctx.run.epoch_data(lambda seed: self.train_data(ctx, seed), epoch), ctx.run,
+            validate=lambda: self.validate(ctx, encoder), monitor=self.monitor)
+        return encoder
+
+    def evaluate(self, ctx: Context, model) -> dict:
+        e, c = ctx.extras, ctx.config
+        dev = retrieval_metrics(model, e["feats"]["valid"], e["raw"]["valid"], e["gold"]["valid"], e["center"], c,
+                                with_dtw=False)
+        test = retrieval_metrics(model, e["feats"]["test"], e["raw"]["test"], e["gold"]["test"], e["center"], c)
+        e["dtw_query_seconds"] = test.pop("dtw_query_seconds")
+        return {**test, "dev_map": dev["map"], "dev_mean_pooled_map": dev["mean_pooled_map"],
+                "test_utterances": len(ctx.splits["test"]), "embedding_dim": int(model.output["embedding"].shape[-1]),
+                "parameters": e["autoencoder"].count_params()}
+
+    def export_spec(self, ctx: Context, model) -> dict:
+        return task_metadata(ctx.config, ctx.prep, int(model.output["embedding"].shape[-1]), ctx.extras["labels"])
+
+    def parity_batches(self, ctx: Context) -> list[dict]:
+        return parity_batches(ctx.extras["feats"]["valid"])
+
+    def export(self, ctx: Context, model) -> dict:
+        """The encoder (``model.keras``, SavedModel, ONNX with parity) and the auto-encoder (``autoencoder.keras``),
+        the test clips indexed with the exported model, and the query timings."""
+        from export import export_model
+        from pipelines.training import float32_model
+
+        encoder = float32_model(lambda: self.build_model(ctx), model)
+        encoder.save(ctx.run_dir / "model.keras")
+        ctx.extras["autoencoder"].save(ctx.run_dir / "autoencoder.keras")
+        meta = export_model(encoder, ctx.run_dir, self.export_spec(ctx, encoder), self.parity_batches(ctx))
+        self.exported = ctx.config.out
+        return {"onnx_max_abs_diff": max(meta["parity"]["onnx_max_abs_diff"].values()),
+                "dtw_query_seconds": ctx.extras["dtw_query_seconds"],
+                "autoencoder_query_seconds": write_index(ctx.run_dir, meta, ctx.splits["test"],
+                                                         ctx.extras["feats"]["test"])}
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """The command line (``runner.main``), then one indexed test clip queries the exported model's index."""
+        self.exported = None
+        status = super().main(argv)
+        if status == 0 and self.exported:
+            import serving
+
+            search = serving.load(self.exported)
+            key, vector = search.index.keys[0], search.index.vectors[0]
+            print(f"\nonnxruntime, {self.exported}/model.onnx, {len(search.index)} indexed test clips; query {key} "
+                  f"({search.index.labels[0]}):")
+            for match in search.index.search(vector, 5, exclude=key):
+                print(f"  {match.key} ({match.label}) {match.score:.3f}")
+        return status
+
+
+SPEECH_AUTOENCODER = SpeechAutoencoder()
 
 
 def run(config: SpeechAutoencoderConfig) -> dict:
     """Trains, evaluates and exports; returns the metrics. The run dir appears only when all succeeded."""
-    from export import export_model
-    from models.speech_autoencoder import RECONSTRUCTION, build_speech_autoencoder
-    from pipelines import training
-    from pipelines.evaluation import ValidationScore
-    from pipelines.retrieval import cosine_similarities, retrieval_scores
-    from serving.audio import FeatureSpec
-
-    config.check()
-    config = config.resolved()
-    spec = FeatureSpec()
-    splits = load_data(config, spec)
-    for name, utterances in splits.items():
-        if len({u.label for u in utterances}) < 2 or len(utterances) < 2:
-            raise DataError(f"the {name} split needs at least two utterances of two words, got {len(utterances)}")
-    started = time.time()
-    with training.task_run(config, TASK) as run_dir:
-        labels = sorted({u.label for u in splits["train"]})
-        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} utterances; words {labels}")
-        feats, raw = {}, {}
-        for name, utterances in splits.items():
-            feats[name], raw[name] = feature_lists(utterances, spec)
-        center = np.concatenate(raw["train"]).mean(axis=0)
-        gold = {name: [u.label for u in utterances] for name, utterances in splits.items()}
-
-        autoencoder, encoder = build_speech_autoencoder(spec.n_mels, cell=config.cell, units=config.hidden,
-                                                        layers=config.layers, bidirectional=config.bidirectional)
-        autoencoder.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
-                            loss={RECONSTRUCTION: "mse"})
-        dataset = training_dataset(splits["train"], spec, config).map(lambda x, y, w: (x, {RECONSTRUCTION: y}, w))
-        validation = ValidationScore("map", lambda: retrieval_scores(
-            cosine_similarities(embed(encoder, feats["valid"])), gold["valid"])["map"])
-        autoencoder.fit(dataset, epochs=config.epochs, shuffle=False,
-                        verbose=1 if sys.stdout.isatty() and not config.quick else 2,
-                        callbacks=training.callbacks(run_dir, "val_map", config.patience, first=[validation]))
-        autoencoder.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-        train_seconds = time.time() - started
-
-        dev = evaluate(encoder, feats["valid"], raw["valid"], gold["valid"], center, config, with_dtw=False)
-        metrics = {**evaluate(encoder, feats["test"], raw["test"], gold["test"], center, config),
-                   "dev_map": dev["map"], "dev_mean_pooled_map": dev["mean_pooled_map"],
-                   "test_utterances": len(splits["test"]), "embedding_dim": int(encoder.output["embedding"].shape[-1]),
-                   "parameters": autoencoder.count_params(), "train_seconds": round(train_seconds, 1)}
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        encoder.save(run_dir / "model.keras")
-        autoencoder.save(run_dir / "autoencoder.keras")
-        meta = export_model(encoder, run_dir, task_metadata(config, spec, metrics["embedding_dim"], labels),
-                            parity_batches(feats["valid"]))
-        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
-        metrics["autoencoder_query_seconds"] = write_index(run_dir, meta, splits["test"], feats["test"])
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
+    return SPEECH_AUTOENCODER.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.speech_autoencoder import CELL_CHOICES
-    from serving.dtw import DISTANCES
-
-    config, metrics = run_command_line(
-        SpeechAutoencoderConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.speech_autoencoder",
-        choices={"cell": CELL_CHOICES, "dtw_distance": DISTANCES})
-    if metrics is None:
-        return 2
-
-    import serving
-
-    search = serving.load(config.out)
-    key, vector = search.index.keys[0], search.index.vectors[0]
-    matches = search.index.search(vector, 5, exclude=key)
-    print(f"\nonnxruntime, {config.out}/model.onnx, {len(search.index)} indexed test clips; query {key} "
-          f"({search.index.labels[0]}):")
-    for match in matches:
-        print(f"  {match.key} ({match.label}) {match.score:.3f}")
-    return 0
+    return SPEECH_AUTOENCODER.main(argv)
 
 
 if __name__ == "__main__":

@@ -20,69 +20,72 @@ import time
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import run_command_line
+from pipelines.common import CommonOptions, _help, check_positive, check_rate
 from pipelines.readers import DataError
+from pipelines.task import Context, Task
 
 TASK = "speech_ctc"
 DIGITS = tuple("0123456789")
+# The cells models/speech.py builds (its own table: rnn, lstm, gru); the --cell choices are the rows of the one cell
+# table (models.recurrent.CELL_CHOICES) that it takes: cwrnn and scrn are not built by build_speech_model.
+SPEECH_CELLS = ("rnn", "lstm", "gru")
 
 
 @dataclasses.dataclass(frozen=True)
-class SpeechCTCConfig:
-    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "FSDD recordings folder; none: built-in"})
-    out: str = dataclasses.field(default="runs/speech_ctc", metadata={"help": "run dir to write"})
-    epochs: int = dataclasses.field(default=30, metadata={"help": "most epochs (early stopping may end sooner)"})
-    cell: str = dataclasses.field(default="gru", metadata={"help": "recurrent cell"})
+class SpeechCTCConfig(CommonOptions):
+    data_dir: str | None = _help("FSDD recordings folder; none: built-in", None)
+    out: str = _help("run dir to write", "runs/speech_ctc")
+    epochs: int = _help("most epochs of the CTC model (early stopping may end sooner)", 30)
+    cell: str = _help("recurrent cell", "gru")
     layers: int = 2
-    hidden: int = dataclasses.field(default=64, metadata={"help": "recurrent units per direction"})
-    subsample: int = dataclasses.field(default=4, metadata={"help": "Conv1D stride over frames; 1: no convolution"})
+    hidden: int = _help("recurrent units per direction", 64)
+    subsample: int = _help("Conv1D stride over frames; 1: no convolution", 4)
     conv_filters: int = 64
     dropout: float = 0.2
-    batch_size: int = 32
     learning_rate: float = 2e-3
-    clipnorm: float = dataclasses.field(default=5.0, metadata={"help": "gradient norm clip; 0 disables"})
-    patience: int = dataclasses.field(default=5, metadata={"help": "epochs without a better dev symbol accuracy"})
+    clipnorm: float = _help("gradient norm clip; 0 disables", 5.0)
+    patience: int = _help("epochs without a better dev symbol accuracy", 5)
     train_utterances: int = 2000
     dev_utterances: int = 200
     test_utterances: int = 500
     min_digits: int = 1
     max_digits: int = 7
-    repeat_prob: float = dataclasses.field(default=0.3, metadata={"help": "chance a digit repeats the previous one"})
-    gap_min: float = dataclasses.field(default=0.02, metadata={"help": "shortest gap between recordings, seconds"})
-    gap_max: float = dataclasses.field(default=0.15, metadata={"help": "longest gap between recordings, seconds"})
-    noise: float = dataclasses.field(default=0.005, metadata={"help": "largest added noise standard deviation"})
-    freq_mask: int = dataclasses.field(default=8, metadata={"help": "SpecAugment band width bound; 0: off"})
-    time_mask: int = dataclasses.field(default=10, metadata={"help": "SpecAugment span bound in frames; 0: off"})
-    beam_width: int = 8
-    baseline: bool = dataclasses.field(default=True, metadata={"help": "also train the frame-wise + trimming baseline"})
-    baseline_epochs: int = dataclasses.field(default=12, metadata={"help": "most epochs of the baseline"})
-    max_minutes: float = dataclasses.field(default=0.0, metadata={"help": "stop CTC training after the epoch that "
-                                                                          "passes this many minutes; 0: no limit"})
-    baseline_minutes: float = dataclasses.field(default=0.0, metadata={"help": "the same for the baseline"})
+    repeat_prob: float = _help("chance a digit repeats the previous one", 0.3)
+    gap_min: float = _help("shortest gap between recordings, seconds", 0.02)
+    gap_max: float = _help("longest gap between recordings, seconds", 0.15)
+    noise: float = _help("largest added noise standard deviation", 0.005)
+    freq_mask: int = _help("SpecAugment band width bound; 0: off", 8)
+    time_mask: int = _help("SpecAugment span bound in frames; 0: off", 10)
+    beam_size: int = _help("hypotheses kept by the prefix beam search (test figures; the served default)", 8)
+    baseline: bool = _help("also train the frame-wise + trimming baseline", True)
+    baseline_epochs: int = _help("most epochs of the baseline", 12)
+    max_minutes: float = _help("time budget of the CTC model's training in minutes, checked after each epoch; "
+                               "0: none", 0.0)
+    baseline_minutes: float = _help("the same for the baseline", 0.0)
     sample_rate: int = 8000
     n_mels: int = 40
-    seed: int = 0
-    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+
+    DEPRECATED_FLAGS = {"beam_width": "beam_size"}
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
-        for name in ("epochs", "layers", "hidden", "subsample", "conv_filters", "batch_size", "train_utterances",
-                     "dev_utterances", "test_utterances", "min_digits", "beam_width", "n_mels", "sample_rate"):
-            if getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        super().check()
+        check_positive(self, "layers", "hidden", "subsample", "conv_filters", "train_utterances", "dev_utterances",
+                       "test_utterances", "min_digits", "beam_size", "baseline_epochs", "n_mels", "sample_rate")
+        check_rate(self, "dropout")
         if self.max_digits < self.min_digits:
             raise DataError(f"--max-digits ({self.max_digits}) must be at least --min-digits ({self.min_digits})")
         if not 0 <= self.gap_min <= self.gap_max or self.noise < 0 or not 0 <= self.repeat_prob <= 1:
             raise DataError("need 0 <= --gap-min <= --gap-max, --noise >= 0 and --repeat-prob in [0, 1]")
-        if not 0 <= self.dropout < 1 or self.learning_rate <= 0 or self.clipnorm < 0:
-            raise DataError("--dropout must be in [0, 1), --learning-rate positive, --clipnorm >= 0")
+        if self.learning_rate <= 0 or self.baseline_minutes < 0:
+            raise DataError("--learning-rate must be positive and --baseline-minutes not negative")
 
     def resolved(self) -> "SpeechCTCConfig":
         """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
         if not self.quick:
             return self
         return dataclasses.replace(
-            self, epochs=min(self.epochs, 3), hidden=24, conv_filters=24, layers=1, patience=2, baseline=self.baseline,
+            self, epochs=min(self.epochs, 3), hidden=24, conv_filters=24, layers=1, patience=2,
             train_utterances=min(self.train_utterances, 240), dev_utterances=min(self.dev_utterances, 40),
             test_utterances=min(self.test_utterances, 40), learning_rate=5e-3,
         )
@@ -209,30 +212,28 @@ def _boundaries(feats: list[np.ndarray]) -> list[int]:
 
 
 def training_dataset(feats: list[np.ndarray], targets: list[np.ndarray], config: SpeechCTCConfig,
-                     target_padding: int):
-    """({"features", "frames"}, target) batches: cached, reshuffled each epoch, SpecAugment after the cache,
-    bucketed by frame count, padded (features with 0, targets with ``target_padding``), prefetched."""
+                     target_padding: int, *, seed: int, batch_size: int | None = None, drop_remainder: bool = False):
+    """({"features", "frames"}, target) batches: reshuffled each epoch, SpecAugment with masks drawn from ``seed``
+    and the epoch (stateless, ``pipelines.audio.random_seeds``), bucketed by frame count, padded (features with 0,
+    targets with ``target_padding``), prefetched."""
     import tensorflow as tf
 
     from models.speech import FRAMES, INPUT
-    from pipelines.audio import spec_augment
+    from pipelines.audio import array_dataset, random_seeds, spec_augment
 
-    def gen():
-        for f, t in zip(feats, targets):
-            yield f, t
-
-    data = tf.data.Dataset.from_generator(gen, output_signature=(
-        tf.TensorSpec([None, config.n_mels], tf.float32), tf.TensorSpec([None], tf.int32)))
-    data = data.cache().shuffle(len(feats), seed=config.seed, reshuffle_each_iteration=True)
+    data = tf.data.Dataset.zip((array_dataset(feats), array_dataset(targets, tf.int32)))
+    data = data.shuffle(len(feats), seed=seed, reshuffle_each_iteration=True)
     if config.freq_mask or config.time_mask:
-        data = data.map(lambda f, t: (spec_augment(f, config.freq_mask, config.time_mask), t),
-                        num_parallel_calls=tf.data.AUTOTUNE)
+        data = tf.data.Dataset.zip((data, random_seeds(seed))).map(
+            lambda pair, s: (spec_augment(pair[0], config.freq_mask, config.time_mask, seed=s), pair[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
     data = data.map(lambda f, t: ({INPUT: f, FRAMES: tf.shape(f)[0]}, t))
     boundaries = _boundaries(feats)
+    batch_size = batch_size or config.batch_size
     data = data.bucket_by_sequence_length(
         element_length_func=lambda x, _: tf.shape(x[INPUT])[0],
-        bucket_boundaries=boundaries, bucket_batch_sizes=[config.batch_size] * (len(boundaries) + 1),
-        padding_values=({INPUT: 0.0, FRAMES: 0}, target_padding))
+        bucket_boundaries=boundaries, bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padding_values=({INPUT: 0.0, FRAMES: 0}, target_padding), drop_remainder=drop_remainder)
     return data.prefetch(tf.data.AUTOTUNE)
 
 
@@ -310,25 +311,14 @@ def score(refs: list[str], hyps: list[str]) -> dict:
     }
 
 
-def ctc_hypotheses(log_probs: list[np.ndarray], decoder: str = "greedy", beam_width: int = 8) -> list[str]:
+def ctc_hypotheses(log_probs: list[np.ndarray], decoder: str = "greedy", beam_size: int = 8) -> list[str]:
     """Decoded texts with serving's numpy decoders (the ones the served model uses)."""
     from models.speech import BLANK
     from serving import ctc
 
     if decoder == "greedy":
         return [ids_text([e.label for e in ctc.greedy(lp, BLANK)]) for lp in log_probs]
-    return [ids_text(ctc.prefix_beam_search(lp, BLANK, beam_width)[0][0]) for lp in log_probs]
-
-
-def dev_score(model, feats, refs, subsample: int, decode):
-    """A Keras callback adding ``val_symbol_accuracy`` (1 - dev symbol error rate of ``decode``'s texts) to the
-    epoch logs, for checkpointing and early stopping."""
-    from pipelines.evaluation import ValidationScore
-
-    def value():
-        return 1.0 - score(refs, decode(predict_steps(model, feats, subsample)))["symbol_error_rate"]
-
-    return ValidationScore("symbol_accuracy", value)
+    return [ids_text(ctc.prefix_beam_search(lp, BLANK, beam_size)[0][0]) for lp in log_probs]
 
 
 def task_metadata(config: SpeechCTCConfig, spec, model) -> dict:
@@ -348,79 +338,120 @@ def task_metadata(config: SpeechCTCConfig, spec, model) -> dict:
         "blank_id": BLANK,
         "subsample": config.subsample,
         "output_seconds": config.subsample * spec.frame_step / spec.sample_rate,
-        "decoder": {"default": "greedy", "beam_width": config.beam_width},
+        "decoder": {"default": "greedy", "beam_width": config.beam_size},  # the key serving reads
         "model": {"cell": config.cell, "layers": config.layers, "hidden": config.hidden,
                   "subsample": config.subsample, "conv_filters": config.conv_filters},
     }
 
 
-def time_budget(minutes: float):
-    """A Keras callback that ends training after the first epoch ending past ``minutes`` (0: never)."""
-    import keras
+def parity_batches(feats: list[np.ndarray], subsample: int, n: int = 48, size: int = 16) -> list[dict]:
+    """Dev batches of mixed lengths, with each clip's output step count, for the export parity check."""
+    from models.speech import FRAMES, output_frames
 
-    class _Budget(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.started = time.time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            if minutes and time.time() - self.started > 60 * minutes:
-                print(f" - time budget of {minutes:g} min used: training stops after epoch {epoch + 1}")
-                self.model.stop_training = True
-
-    return _Budget()
+    return [{**batch, "lengths": output_frames(batch[FRAMES], subsample)}
+            for batch in padded_batches(feats[:n], size, subsample)]
 
 
-def _train(model, loss, train_ds, callbacks, config, epochs: int):
-    from pipelines import training
+# ------------------------------------------------------------------------------------------------ the task
 
-    model.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm), loss=loss)
-    model.fit(train_ds, epochs=epochs, shuffle=False,
-              verbose=1 if sys.stdout.isatty() and not config.quick else 2, callbacks=callbacks)
+class SpeechCTC(Task):
+    """The CTC recognizer (phase ``train``) and the frame-wise + trimming baseline (phase ``baseline``), each a
+    resumable ``runner.train`` phase picked by the dev symbol accuracy; the CTC model is the one exported.
 
+    Timings other than ``train_seconds`` (the baseline's ``framewise_train_seconds``) are reported with the export
+    figures: they differ between a run and its resumed twin, whose evaluation must be equal."""
 
-def run(config: SpeechCTCConfig) -> dict:
-    """Trains the CTC model (and the frame-wise baseline), evaluates both on the test split, exports the CTC
-    model (SavedModel + ONNX, parity-checked) and returns the metrics. The run dir appears only on success."""
-    from export import export_model
-    from models.losses import SummedSequenceCrossEntropy
-    from models.speech import build_speech_model, output_frames
-    from pipelines import training
+    name = TASK
+    config_class = SpeechCTCConfig
+    monitor = "symbol_accuracy"
+    doc = globals()["__doc__"]  # the module docstring (in the class body, __doc__ is the class docstring)
+    exported: str | None = None  # the run dir of the last export (for the command line's demo)
 
-    config.check()
-    config = config.resolved()
-    spec = config.feature_spec()
-    started = time.time()
-    splits = load_data(config)
-    with training.task_run(config, TASK) as run_dir:
+    def choices(self):
+        from models.recurrent import CELL_CHOICES
+        from pipelines.distribute import STRATEGIES
+
+        return {"cell": tuple(c for c in CELL_CHOICES if c in SPEECH_CELLS), "strategy": STRATEGIES}
+
+    def data(self, config):
+        return load_data(config)
+
+    def preprocess(self, ctx: Context):
+        from models.speech import output_frames
+
+        c, splits, started = ctx.config, ctx.splits, time.time()
+        spec = c.feature_spec()
         feats = {split: feature_arrays(utts, spec) for split, utts in splits.items()}
-        refs = {split: [u.text for u in utts] for split, utts in splits.items()}
         seconds = sum(len(u.wave) for u in splits["train"]) / spec.sample_rate
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} utterances; train {seconds / 60:.1f} "
-              f"min of audio, {sum(len(f) for f in feats['train'])} frames; data ready in {time.time() - started:.0f} s")
+              f"min of audio, {sum(len(f) for f in feats['train'])} frames; features in {time.time() - started:.0f} s")
+        ctx.extras.update(
+            feats=feats, refs={split: [u.text for u in utts] for split, utts in splits.items()},
+            # CTC: y packs [output steps, label ids (digit d as d + 1), 0 padding]; frame-wise: one class per step
+            targets={"ctc": [np.array([output_frames(len(f), c.subsample), *(d + 1 for d in u.digits)], np.int32)
+                             for f, u in zip(feats["train"], splits["train"])],
+                     "frames": [frame_labels(u, len(f), spec, c.subsample)
+                                for f, u in zip(feats["train"], splits["train"])]})
+        return spec
 
-        arch = dict(cell=config.cell, units=config.hidden, layers_=config.layers, subsample=config.subsample,
-                    conv_filters=config.conv_filters, dropout=config.dropout)
-        # CTC: y packs [output steps, label ids (digit d as d + 1), 0 padding]
-        ctc_targets = [np.array([output_frames(len(f), config.subsample), *(d + 1 for d in u.digits)], np.int32)
-                       for f, u in zip(feats["train"], splits["train"])]
-        model = build_speech_model(spec.n_mels, 11, head="ctc", **arch)
+    def build_model(self, ctx: Context, head: str = "ctc"):
+        from models.speech import build_speech_model
+
+        c = ctx.config
+        return build_speech_model(c.n_mels, len(DIGITS) + 1, head=head, cell=c.cell, units=c.hidden,
+                                  layers_=c.layers, subsample=c.subsample, conv_filters=c.conv_filters,
+                                  dropout=c.dropout)
+
+    def compile(self, ctx: Context, model, head: str = "ctc"):
+        from models.losses import SummedSequenceCrossEntropy
         from models.speech import PackedCTCLoss
+        from pipelines import training
 
-        def decode_ctc(steps):
-            return ctc_hypotheses(steps)
+        c = ctx.config
+        model.compile(optimizer=training.optimizer(c.learning_rate, c.clipnorm, c.ema),
+                      loss=PackedCTCLoss() if head == "ctc" else SummedSequenceCrossEntropy())
+        return model
 
-        dev_cb = dev_score(model, feats["dev"], refs["dev"], config.subsample, decode_ctc)
-        print(f"CTC model: {model.count_params()} parameters")
-        _train(model, PackedCTCLoss(), training_dataset(feats["train"], ctc_targets, config, 0),
-               [*training.callbacks(run_dir, "val_symbol_accuracy", config.patience, first=[dev_cb]),
-                time_budget(config.max_minutes)], config, config.epochs)
-        model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-        train_seconds = time.time() - started
+    def train_data(self, ctx: Context, seed: int, head: str = "ctc"):
+        return training_dataset(ctx.extras["feats"]["train"], ctx.extras["targets"][head], ctx.config,
+                                0 if head == "ctc" else -1, seed=seed,
+                                batch_size=ctx.config.batch_size * ctx.run.replicas,
+                                drop_remainder=ctx.run.distributed)
 
-        test_lp = predict_steps(model, feats["test"], config.subsample)
+    def decode(self, ctx: Context, model, split: str, head: str = "ctc") -> list[str]:
+        """``split``'s texts: CTC greedy decoding, or the frame-wise classes trimmed."""
+        steps = predict_steps(model, ctx.extras["feats"][split], ctx.config.subsample)
+        return ctc_hypotheses(steps) if head == "ctc" else [ids_text(trim(s.argmax(-1))) for s in steps]
+
+    def validate(self, ctx: Context, model, head: str = "ctc") -> dict:
+        dev = score(ctx.extras["refs"]["dev"], self.decode(ctx, model, "dev", head))
+        return {"symbol_accuracy": 1.0 - dev["symbol_error_rate"], "utterance_accuracy": dev["utterance_accuracy"]}
+
+    def fit(self, ctx: Context):
+        """Builds both models first (the baseline's initial weights then do not depend on the CTC training, nor on
+        whether it was resumed), then trains each in its own resumable phase."""
+        from pipelines import runner
+
+        c = ctx.config
+        heads = {"ctc": dict(phase="train"), "frames": dict(phase="baseline", epochs=min(c.epochs, c.baseline_epochs),
+                                                             max_minutes=c.baseline_minutes)}
+        with ctx.run.strategy.scope():
+            models = {head: self.compile(ctx, self.build_model(ctx, head), head)
+                      for head in heads if head == "ctc" or c.baseline}
+        print(f"CTC model: {models['ctc'].count_params()} parameters")
+        for head, model in models.items():
+            ctx.extras[f"{head}_loop"] = runner.train(
+                model, lambda epoch, h=head: ctx.run.epoch_data(lambda seed: self.train_data(ctx, seed, h), epoch),
+                ctx.run, validate=lambda m=model, h=head: self.validate(ctx, m, h), monitor=self.monitor, **heads[head])
+        ctx.extras["baseline"] = models.get("frames")
+        return models["ctc"]
+
+    def evaluate(self, ctx: Context, model) -> dict:
+        c, refs = ctx.config, ctx.extras["refs"]
+        test_lp = predict_steps(model, ctx.extras["feats"]["test"], c.subsample)
         greedy = score(refs["test"], ctc_hypotheses(test_lp))
-        beam = score(refs["test"], ctc_hypotheses(test_lp, "beam", config.beam_width))
-        dev = score(refs["dev"], ctc_hypotheses(predict_steps(model, feats["dev"], config.subsample)))
+        beam = score(refs["test"], ctc_hypotheses(test_lp, "beam", c.beam_size))
+        dev = score(refs["dev"], self.decode(ctx, model, "dev"))
         metrics = {
             "symbol_error_rate": greedy["symbol_error_rate"],
             "utterance_accuracy": greedy["utterance_accuracy"],
@@ -430,71 +461,63 @@ def run(config: SpeechCTCConfig) -> dict:
             "repeat_utterances": greedy["repeat_utterances"],
             "repeat_accuracy": greedy["repeat_accuracy"],
             "repeats_merged": greedy["repeats_merged"],
-            "test_utterances": len(splits["test"]),
+            "test_utterances": len(ctx.splits["test"]),
             "parameters": model.count_params(),
-            "train_seconds": round(train_seconds, 1),
         }
+        if ctx.extras["baseline"] is not None:
+            framewise = score(refs["test"], self.decode(ctx, ctx.extras["baseline"], "test", "frames"))
+            metrics.update({f"framewise_{k}": framewise[k] for k in
+                            ("symbol_error_rate", "utterance_accuracy", "repeat_accuracy", "repeats_merged")})
+        return metrics
 
-        if config.baseline:
-            base_started = time.time()
-            frame_targets = [frame_labels(u, len(f), spec, config.subsample)
-                             for f, u in zip(feats["train"], splits["train"])]
-            base = build_speech_model(spec.n_mels, 11, head="frames", **arch)
+    def export_spec(self, ctx: Context, model) -> dict:
+        return task_metadata(ctx.config, ctx.prep, model)
 
-            def decode_frames(steps):
-                return [ids_text(trim(s.argmax(-1))) for s in steps]
+    def parity_batches(self, ctx: Context) -> list[dict]:
+        return parity_batches(ctx.extras["feats"]["dev"], ctx.config.subsample)
 
-            base_dir = run_dir / "baseline"
-            base_dir.mkdir()
-            _train(base, SummedSequenceCrossEntropy(), training_dataset(feats["train"], frame_targets, config, -1),
-                   [*training.callbacks(base_dir, "val_symbol_accuracy", config.patience,
-                                        first=[dev_score(base, feats["dev"], refs["dev"], config.subsample,
-                                                         decode_frames)]), time_budget(config.baseline_minutes)],
-                   config,
-                   min(config.epochs, config.baseline_epochs))
-            base.load_weights(base_dir / "checkpoints" / "best.weights.h5")
-            framewise = score(refs["test"], decode_frames(predict_steps(base, feats["test"], config.subsample)))
-            metrics.update({
-                "framewise_symbol_error_rate": framewise["symbol_error_rate"],
-                "framewise_utterance_accuracy": framewise["utterance_accuracy"],
-                "framewise_repeat_accuracy": framewise["repeat_accuracy"],
-                "framewise_repeats_merged": framewise["repeats_merged"],
-                "framewise_train_seconds": round(time.time() - base_started, 1),
-            })
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        print(f"test metrics (before export): {json.dumps(metrics)}", flush=True)
-        model.save(run_dir / "model.keras")
-        batches = []
-        for batch in padded_batches(feats["dev"][:48], 16, config.subsample):
-            batches.append({**batch, "lengths": output_frames(batch["frames"], config.subsample)})
-        meta = export_model(model, run_dir, task_metadata(config, spec, model), batches)
-        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
-        metrics["onnx_converter"] = meta["onnx_converter"]
-        # the first test clips as WAV files, to try the served model on
+    def export(self, ctx: Context, model) -> dict:
+        """The default export (model.keras, SavedModel, ONNX with parity), the ONNX route taken, the baseline's
+        training time, and the first test clips as WAV files (``examples/``) to try the served model on."""
         from serving.audio import write_wav
 
-        (run_dir / "examples").mkdir()
-        for i, utt in enumerate(splits["test"][:5]):
-            write_wav(run_dir / "examples" / f"{i}_{utt.text.replace(' ', '')}.wav", utt.wave, spec.sample_rate)
-    return metrics
+        figures = super().export(ctx, model)
+        figures["onnx_converter"] = json.loads((ctx.run_dir / "metadata.json").read_text())["onnx_converter"]
+        if ctx.extras["baseline"] is not None:
+            figures["framewise_train_seconds"] = round(ctx.extras["frames_loop"]["seconds"], 1)
+        (ctx.run_dir / "examples").mkdir()
+        for i, utt in enumerate(ctx.splits["test"][:5]):
+            write_wav(ctx.run_dir / "examples" / f"{i}_{utt.text.replace(' ', '')}.wav", utt.wave, ctx.prep.sample_rate)
+        self.exported = ctx.config.out
+        return figures
+
+    def main(self, argv: list[str] | None = None) -> int:
+        """The command line (``runner.main``), then the exported model recognises the example WAV files."""
+        self.exported = None
+        status = super().main(argv)
+        if status == 0 and self.exported:
+            import serving
+            from pathlib import Path
+
+            recognizer = serving.load(self.exported)
+            for path in sorted((Path(self.exported) / "examples").glob("*.wav"))[:3]:
+                result = recognizer.recognize(path)
+                print(f"onnxruntime, {path.name}: {result.text!r} ({result.confidence:.3f}) "
+                      + " ".join(f"{s.symbol}@{s.start:.2f}-{s.end:.2f}s" for s in result.symbols))
+        return status
+
+
+SPEECH_CTC = SpeechCTC()
+
+
+def run(config: SpeechCTCConfig) -> dict:
+    """Trains the CTC model (and the frame-wise baseline), evaluates both on the test split, exports the CTC
+    model (SavedModel + ONNX, parity-checked) and returns the metrics. The run dir appears only on success."""
+    return SPEECH_CTC.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, metrics = run_command_line(
-        SpeechCTCConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.speech_ctc",
-        choices={"cell": ("rnn", "lstm", "gru")})
-    if metrics is None:
-        return 2
-
-    import serving
-    from pathlib import Path
-
-    recognizer = serving.load(config.out)
-    for path in sorted((Path(config.out) / "examples").glob("*.wav"))[:3]:
-        result = recognizer.recognize(path)
-        print(f"onnxruntime, {path.name}: {result.text!r} ({result.confidence:.3f}) "
-              + " ".join(f"{s.symbol}@{s.start:.2f}-{s.end:.2f}s" for s in result.symbols))
-    return 0
+    return SPEECH_CTC.main(argv)
 
 
 if __name__ == "__main__":

@@ -60,8 +60,11 @@ class Task:
     doc: ClassVar[str] = ""
 
     def description(self) -> str:
-        """The command line's description: the second paragraph of ``doc`` (the task module's docstring)."""
-        parts = self.doc.split("\n\n")
+        """The command line's description: the second paragraph of ``doc`` (default: the task module's docstring)."""
+        import sys
+
+        doc = self.doc or sys.modules[type(self).__module__].__doc__ or ""
+        parts = doc.split("\n\n")
         return parts[1] if len(parts) > 1 else parts[0]
 
     def choices(self) -> dict[str, tuple]:

@@ -165,6 +165,40 @@ def test_spec_augment_masks_bands_and_spans_and_keeps_the_shape():
     assert short.shape == (3, 40)
 
 
+def test_seeded_spec_augment_is_a_function_of_its_seed():
+    import tensorflow as tf
+
+    from pipelines import audio
+
+    ones = tf.ones((50, 40))
+    first = audio.spec_augment(ones, freq_param=10, time_param=10, seed=tf.constant([1, 2], tf.int64)).numpy()
+    again = audio.spec_augment(ones, freq_param=10, time_param=10, seed=tf.constant([1, 2], tf.int64)).numpy()
+    other = audio.spec_augment(ones, freq_param=10, time_param=10, seed=tf.constant([1, 3], tf.int64)).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert first.shape == (50, 40) and set(np.unique(first)) <= {0.0, 1.0} and (first == 0).any()
+    assert (first != other).any()
+    bands, spans = (first == 0).all(axis=0), (first == 0).all(axis=1)  # whole mel bins, whole frames
+    assert 0 < bands.sum() <= 2 * 9 and 0 < spans.sum() <= 2 * 9
+    short = audio.spec_augment(tf.ones((3, 40)), time_param=20, seed=tf.constant([0, 0], tf.int64)).numpy()
+    assert short.shape == (3, 40)
+
+
+def test_random_seeds_draw_a_new_stream_each_epoch_from_the_seed_alone():
+    from pipelines import audio
+    from pipelines.training import epoch_dataset
+
+    def make(seed):
+        return audio.random_seeds(seed).take(3)
+
+    def drawn(dataset):
+        return [s.numpy().tolist() for s in dataset]
+
+    per_epoch = [drawn(epoch_dataset(make, 5, epoch)) for epoch in range(3)]  # each epoch built afresh (resumed)
+    assert per_epoch[0] != per_epoch[1] != per_epoch[2] != per_epoch[0]
+    one_fit = make(5)
+    assert [drawn(one_fit) for _ in range(3)] == per_epoch  # = the epochs of one uninterrupted run
+
+
 def test_bucketed_feature_batches_pad_features_and_targets(spoken):
     from pipelines import audio
 

@@ -132,6 +132,19 @@ def test_model_output_does_not_depend_on_padding():
     assert np.abs(both[1, :6] - alone[0]).max() < 1e-5
 
 
+def test_beam_width_is_a_deprecated_spelling_of_beam_size():
+    from pipelines.common import build_parser, with_deprecated
+    from pipelines.speech_ctc import SPEECH_CTC, SpeechCTCConfig
+
+    parser = build_parser(SpeechCTCConfig, "", choices=SPEECH_CTC.choices())
+    with pytest.warns(FutureWarning, match="--beam-width is deprecated; use --beam-size"):
+        args = parser.parse_args(["--beam-width", "4", "--max-minutes", "2", "--baseline-minutes", "1"])
+    assert (args.beam_size, args.max_minutes, args.baseline_minutes) == (4, 2.0, 1.0)
+    with pytest.warns(FutureWarning, match="use --beam-size"):
+        assert with_deprecated(SpeechCTCConfig, beam_width=3).beam_size == 3
+    assert SPEECH_CTC.choices()["cell"] == ("rnn", "lstm", "gru")  # the cells models/speech.py builds
+
+
 # --- a tiny run end to end ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,14 @@ from pipelines.common import CommonOptions, build_parser
 # Extra settings per task that keep its resume test to seconds (on top of --quick, 2 epochs, no export).
 TINY = {
     "slot_filling": {},
-    "sentiment": {},
-    "key_terms": {},
-    "speech_ctc": {},
-    "speech_autoencoder": {},
-    "translation": {},
-    "parsing": {},
-    "text_autoencoder": {},
-    "reading_qa": {},
+    "sentiment": {"synthetic_size": 400, "pretrain_epochs": 1, "naive_bayes": 2},  # the pretrain phase too
+    "key_terms": {"synthetic_size": 120},
+    "speech_ctc": {"train_utterances": 64, "dev_utterances": 16, "test_utterances": 16, "max_digits": 3},
+    "speech_autoencoder": {"synthetic_size": 60},
+    "translation": {"synthetic_size": 200, "eval_limit": 30, "heatmaps": 0},
+    "parsing": {"synthetic_size": 100},
+    "text_autoencoder": {"synthetic_size": 200, "held_out": 40, "doc_epochs": 2},  # the document phase too
+    "reading_qa": {"epochs": 3, "linear_start_epochs": 1, "synthetic_size": 200},  # killed in the 2nd phase
 }
 
 

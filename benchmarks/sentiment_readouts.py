@@ -1,6 +1,6 @@
 """Word vs character input and the three read-outs, side by side, on rt-polarity (or the built-in data).
 
-    python benchmarks/sentiment_readouts.py --data-dir ../shared/data/rt-polarity [--units word,char]
+    python benchmarks/sentiment_readouts.py --data-dir ../shared/data/rt-polarity [--tokens word,char]
         [--readouts last,mean,attention] [--out runs/sentiment_readouts] [-- extra pipelines.sentiment flags]
 
 Trains one run per combination with ``pipelines.sentiment`` (same settings otherwise), then prints a table of
@@ -25,7 +25,7 @@ from pipelines.sentiment import SentimentConfig, run  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", help="rt-polarity folder; none: built-in data")
-    parser.add_argument("--units", default="word,char")
+    parser.add_argument("--tokens", "--units", dest="tokens", default="word,char", help="(--units: the old name)")
     parser.add_argument("--readouts", default="last,mean,attention")
     parser.add_argument("--out", default="runs/sentiment_readouts")
     parser.add_argument("--epochs", type=int, default=SentimentConfig.epochs)
@@ -35,23 +35,23 @@ def main() -> int:
 
     out = Path(args.out)
     rows = []
-    for units in args.units.split(","):
+    for tokens in args.tokens.split(","):
         for readout in args.readouts.split(","):
-            config = SentimentConfig(data_dir=args.data_dir, out=str(out / f"{units}_{readout}"), units=units,
+            config = SentimentConfig(data_dir=args.data_dir, out=str(out / f"{tokens}_{readout}"), tokens=tokens,
                                      readout=readout, epochs=args.epochs, seed=args.seed, quick=args.quick)
             try:
                 metrics = run(config)
             except DataError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 2
-            rows.append({"units": units, "readout": readout, **{k: metrics[k] for k in (
+            rows.append({"tokens": tokens, "readout": readout, **{k: metrics[k] for k in (
                 "dev_accuracy", "accuracy", "parameters", "train_seconds")},
                 "settings": dataclasses.asdict(config.resolved())})
             (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    print("\n| units | read-out | dev accuracy | test accuracy | parameters | training time |")
+    print("\n| tokens | read-out | dev accuracy | test accuracy | parameters | training time |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['units']} | {r['readout']} | {r['dev_accuracy']:.3f} | {r['accuracy']:.3f} | "
+        print(f"| {r['tokens']} | {r['readout']} | {r['dev_accuracy']:.3f} | {r['accuracy']:.3f} | "
               f"{r['parameters']:,} | {r['train_seconds'] / 60:.1f} min |")
     return 0
 

@@ -14,87 +14,77 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.common import CommonOptions, check_positive, check_rate
 from pipelines.keyphrases import KeyDocument
 from pipelines.readers import DataError
+from pipelines.task import Context, Task
 
 TASK = "key_terms"
+DEMO = ("Adaptive filter banks for robust speech recognition\nWe propose a new adaptive filter bank that improves "
+        "robust speech recognition on noisy data. The adaptive filter bank is evaluated on a large speech corpus.")
 VOCAB_FILE, TAGS_FILE = "vocab.txt", "tags.txt"
 LONG_INPUT = ("sliding windows of max_len tokens, stride apart, the last flush with the end; each token takes its "
               "tags from the window where it is most central (training reads the same windows)")
 
 
+def _opt(default, text: str):
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
 @dataclasses.dataclass(frozen=True)
-class KeyTermsConfig:
-    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "Inspec zip or folder; none: built-in"})
-    out: str = dataclasses.field(default="runs/key_terms", metadata={"help": "run dir to write"})
-    epochs: int = dataclasses.field(default=30, metadata={"help": "most epochs (early stopping may end sooner)"})
-    cell: str = dataclasses.field(default="lstm", metadata={"help": "recurrent cell"})
+class KeyTermsConfig(CommonOptions):
+    data_dir: str | None = _opt(None, "Inspec zip or folder; none: built-in")
+    out: str = _opt("runs/key_terms", "run dir to write")
+    epochs: int = _opt(30, "most epochs (early stopping may end sooner)")
+    cell: str = _opt("lstm", "recurrent cell")
     bidirectional: bool = True
     layers: int = 2
     embed_dim: int = 128
-    units: int = 128
+    hidden: int = _opt(128, "recurrent units per direction")
     dropout: float = 0.5
-    word_dropout: float = dataclasses.field(default=0.2, metadata={"help": "rate of tokens replaced by <unk>"})
-    min_count: int = dataclasses.field(default=2, metadata={"help": "tokens seen fewer times in train become <unk>"})
-    batch_size: int = 16
+    token_dropout: float = _opt(0.2, "rate of tokens replaced by <unk>")
+    min_count: int = _opt(2, "tokens seen fewer times in train become <unk>")
+    batch_size: int = _opt(16, "windows per batch (and replica)")
     learning_rate: float = 2e-3
-    clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
-    patience: int = dataclasses.field(default=5, metadata={"help": "epochs without a better dev F1@10"})
-    max_len: int = dataclasses.field(default=512, metadata={"help": "longest window the model reads, in tokens"})
-    stride: int = dataclasses.field(default=384, metadata={"help": "distance between sliding windows, in tokens"})
-    threshold: float = dataclasses.field(default=0.5, metadata={"help": "least P(in a key phrase) of a tagged token"})
-    merge: str = dataclasses.field(default="max", metadata={"help": "score of a repeated term: its best or noisy-or"})
-    tune_decoding: bool = dataclasses.field(default=True, metadata={
-        "help": "after training, choose --threshold (0.1-0.5) and --merge on dev by the mean of F1@5, F1@10, F1@M"})
-    synthetic_size: int = dataclasses.field(default=800, metadata={"help": "built-in training documents"})
-    seed: int = 0
-    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+    patience: int = _opt(5, "epochs without a better dev F1@10")
+    max_len: int = _opt(512, "longest window the model reads, in tokens")
+    stride: int = _opt(384, "distance between sliding windows, in tokens")
+    threshold: float = _opt(0.5, "least P(in a key phrase) of a tagged token")
+    merge: str = _opt("max", "score of a repeated term: its best or noisy-or")
+    tune_decoding: bool = _opt(True, "after training, choose --threshold (0.1-0.5) and --merge on dev by the mean "
+                                     "of F1@5, F1@10, F1@M")
+    synthetic_size: int = _opt(800, "built-in training documents")
+
+    DEPRECATED_FLAGS = {"units": "hidden", "word_dropout": "token_dropout"}
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
         from serving.key_terms import MERGES
 
-        for name in ("epochs", "layers", "embed_dim", "units", "batch_size", "max_len", "stride", "min_count",
-                     "synthetic_size"):
-            if getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("dropout", "word_dropout"):
-            if not 0 <= getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
+        super().check()
+        check_positive(self, "layers", "embed_dim", "hidden", "max_len", "stride", "min_count", "synthetic_size")
+        check_rate(self, "dropout", "token_dropout")
         if self.stride > self.max_len:
             raise DataError(f"--stride ({self.stride}) must not exceed --max-len ({self.max_len})")
         if not 0 < self.threshold < 1:
             raise DataError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.merge not in MERGES:
             raise DataError(f"--merge must be one of {', '.join(MERGES)}, got {self.merge!r}")
-        if self.learning_rate <= 0 or self.clipnorm < 0:
-            raise DataError("--learning-rate must be positive and --clipnorm must not be negative")
+        if self.learning_rate <= 0:
+            raise DataError("--learning-rate must be positive")
 
     def resolved(self) -> "KeyTermsConfig":
         """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
         if not self.quick:
             return self
         return dataclasses.replace(
-            self, epochs=min(self.epochs, 4), embed_dim=32, units=32, layers=1, learning_rate=5e-3,
+            self, epochs=min(self.epochs, 4), embed_dim=32, hidden=32, layers=1, learning_rate=5e-3,
             synthetic_size=min(self.synthetic_size, 300), patience=2,
         )
-
-
-def load_data(config: KeyTermsConfig) -> dict[str, list[KeyDocument]]:
-    """The splits: Inspec's (by id) or built-in synthetic ones."""
-    from pipelines.inspec import read_inspec
-    from pipelines.synthetic_documents import synthetic_splits
-
-    if config.data_dir is None:
-        return synthetic_splits(config.synthetic_size, seed=config.seed)
-    return read_inspec(config.data_dir)
 
 
 # --- tokens, labels, gold -------------------------------------------------------------------------------------------
@@ -203,22 +193,24 @@ def windows(prepared: Prepared, max_len: int, stride: int):
             yield words[start : start + max_len], labels[start : start + max_len]
 
 
-def training_dataset(prepared: Prepared, preprocessor: KeyTermPreprocessor, config: KeyTermsConfig):
-    """Shuffled, length-bucketed, padded (token ids, tag ids) batches with token dropout, for ``fit``."""
+def training_dataset(prepared: Prepared, preprocessor: KeyTermPreprocessor, *, max_len: int, stride: int,
+                     batch_size: int, seed: int, token_dropout: float = 0.0, drop_remainder: bool = False):
+    """Shuffled, length-bucketed, padded (token ids, tag ids) batches of the training windows, with token dropout,
+    for ``fit`` (``drop_remainder``: only full batches, for distributed training)."""
     import tensorflow as tf
 
     from models.tagger import OUTPUT
     from pipelines.batching import bucketed_batches
     from pipelines.slot_data import PAD_LABEL, word_dropout
 
-    tokens, labels = zip(*windows(prepared, config.max_len, config.stride))
+    tokens, labels = zip(*windows(prepared, max_len, stride))
     dataset = tf.data.Dataset.from_tensor_slices(
         (tf.ragged.constant(list(tokens), dtype=tf.string), tf.ragged.constant(list(labels), dtype=tf.int32))
     )
     dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return bucketed_batches(
-        dataset, config.batch_size, config.max_len, seed=config.seed, padding_values=(0, {OUTPUT: PAD_LABEL}),
-        augment=word_dropout(config.word_dropout, config.seed) if config.word_dropout else None,
+        dataset, batch_size, max_len, seed=seed, padding_values=(0, {OUTPUT: PAD_LABEL}),
+        augment=word_dropout(token_dropout, seed) if token_dropout else None, drop_remainder=drop_remainder,
     )
 
 
@@ -332,60 +324,6 @@ def fit_tfidf(train: Prepared):
     )
 
 
-def _validation_callback(dev: Prepared, preprocessor, config: KeyTermsConfig):
-    import keras
-
-    from pipelines.keyphrases import score_rankings
-
-    class KeyTermValidation(keras.callbacks.Callback):
-        """Adds ``val_f1_at_5``, ``val_f1_at_10`` and ``val_f1_at_m`` (dev, all gold) to the epoch logs."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            scores = score_rankings(rnn_rankings(self.model, preprocessor, dev, config), dev.gold_all, dev.gold_present)
-            for k in ("5", "10", "m"):
-                if logs is not None:
-                    logs[f"val_f1_at_{k}"] = scores[f"f1_at_{k}"]
-            print(f" - val F1@5 {scores['f1_at_5']:.4f}, F1@10 {scores['f1_at_10']:.4f}, "
-                  f"F1@M {scores['f1_at_m']:.4f} ({scores['predicted_per_document']} terms per document)")
-
-    return KeyTermValidation()
-
-
-def parity_batches(prepared: Prepared, preprocessor, config: KeyTermsConfig, n: int = 4, size: int = 8) -> list[dict]:
-    """Real windows of mixed lengths, in document order (so each batch pads), for the export parity check."""
-    chunks = [words for words, _ in windows(prepared, config.max_len, config.stride)][: n * size]
-    return [{"token_ids": ids, "lengths": (ids != 0).sum(axis=1)} for ids in id_batches(preprocessor, chunks, size)]
-
-
-def task_metadata(config: KeyTermsConfig, vocab: list[str], model) -> dict:
-    from models.tagger import INPUT, OUTPUT
-    from pipelines.keyphrases import TAGS
-    from serving import doc_tokenizer
-    from serving.vocab import PAD_ID, UNK_ID
-
-    return {
-        "task": TASK,
-        "inputs": {INPUT: {"name": INPUT, "dtype": "int32", "shape": ["batch", "time"], "pad_id": PAD_ID}},
-        "outputs": {OUTPUT: {"name": OUTPUT, "dtype": "float32", "shape": ["batch", "time", len(TAGS)]}},
-        "tokenizer": doc_tokenizer.SPEC,
-        "vocab": vocab,
-        "pad_id": PAD_ID,
-        "unk_id": UNK_ID,
-        "tags": TAGS,
-        "max_len": config.max_len,
-        "window": {"max_len": config.max_len, "stride": config.stride, "long_input": LONG_INPUT},
-        "decoding": {
-            "threshold": config.threshold, "merge": config.merge,
-            "span": "tokens with 1 - P(O) > threshold; a new span where P(B-KP) >= P(I-KP) or after O; "
-                    "edge tokens without a letter or digit trimmed",
-            "span_score": "mean over the span's tokens of max(P(B-KP), P(I-KP))",
-            "dedupe": "case-folded tokens, last word's English plural folded (serving.key_terms.fold_plural)",
-        },
-        "model": {"cell": config.cell, "bidirectional": config.bidirectional, "layers": config.layers,
-                  "units": config.units, "embed_dim": config.embed_dim, "parameters": model.count_params()},
-    }
-
-
 SHOWN = ("f1_at_5", "f1_at_10", "f1_at_m", "present_f1_at_5", "present_f1_at_10", "present_f1_at_m")
 
 
@@ -401,55 +339,103 @@ def table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def run(config: KeyTermsConfig) -> dict:
-    """Trains, evaluates and exports; returns the metrics. The run dir appears only when all succeeded."""
-    from export import export_model
-    from models.losses import SummedSequenceCrossEntropy
-    from models.tagger import OUTPUT, build_tagger
-    from pipelines import training
-    from pipelines.keyphrases import TAGS, score_rankings
-    from serving.vocab import write_vocab
+class KeyTerms(Task):
+    """Per-token IOB tagging of documents; the dev F1@10 picks the epoch, then the decoding is tuned on dev."""
 
-    config.check()
-    config = config.resolved()
-    splits = load_data(config)
-    started = time.time()
-    with training.task_run(config, TASK) as run_dir:
-        prepared = {name: prepare(docs) for name, docs in splits.items()}
-        vocab = build_vocabulary(prepared["train"], config.min_count)
-        write_vocab(run_dir / VOCAB_FILE, vocab, "vocabulary")
-        write_vocab(run_dir / TAGS_FILE, TAGS, "tags")
+    name = TASK
+    config_class = KeyTermsConfig
+    monitor = "f1_at_10"
+    demo_input = DEMO
+    doc = __doc__
+
+    def choices(self):
+        from models.recurrent import CELL_CHOICES
+        from pipelines.distribute import STRATEGIES
+        from serving.key_terms import MERGES
+
+        return {"cell": CELL_CHOICES, "merge": MERGES, "strategy": STRATEGIES}
+
+    def data(self, config):
+        """The splits: Inspec's (by id) or built-in synthetic ones."""
+        from pipelines.inspec import read_inspec
+        from pipelines.synthetic_documents import synthetic_splits
+
+        if config.data_dir is None:
+            return synthetic_splits(config.synthetic_size, seed=config.seed)
+        return read_inspec(config.data_dir)
+
+    def preprocess(self, ctx: Context):
+        from pipelines.keyphrases import TAGS
+        from serving.vocab import write_vocab
+
+        prepared = {name: prepare(docs) for name, docs in ctx.splits.items()}
+        vocab = build_vocabulary(prepared["train"], ctx.config.min_count)
+        write_vocab(ctx.run_dir / VOCAB_FILE, vocab, "vocabulary")
+        write_vocab(ctx.run_dir / TAGS_FILE, TAGS, "tags")
         for name, p in prepared.items():
             longest = max(len(t) for t in p.tokens)
             print(f"{name}: {len(p.docs)} documents, {sum(map(len, p.tokens))} tokens (longest {longest}), "
                   f"{p.phrases} gold phrases, {p.absent} ({100 * p.absent / max(p.phrases, 1):.1f}%) absent from the text")
-        print(f"vocabulary: {len(vocab)} tokens (seen {config.min_count}+ times in train)")
+        print(f"vocabulary: {len(vocab)} tokens (seen {ctx.config.min_count}+ times in train)")
+        ctx.extras.update(prepared=prepared, vocab=vocab)
+        return KeyTermPreprocessor(ctx.run_dir)
 
-        preprocessor = KeyTermPreprocessor(run_dir)
-        train_ds = training_dataset(prepared["train"], preprocessor, config)
-        model = build_tagger(len(vocab), len(TAGS), cell=config.cell, embed_dim=config.embed_dim, units=config.units,
-                             layers=config.layers, bidirectional=config.bidirectional, dropout=config.dropout)
-        model.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
+    def build_model(self, ctx: Context):
+        from models.tagger import build_tagger
+        from pipelines.keyphrases import TAGS
+
+        c = ctx.config
+        return build_tagger(len(ctx.extras["vocab"]), len(TAGS), cell=c.cell, embed_dim=c.embed_dim, units=c.hidden,
+                            layers=c.layers, bidirectional=c.bidirectional, dropout=c.dropout)
+
+    def compile(self, ctx: Context, model):
+        from models.losses import SummedSequenceCrossEntropy
+        from models.tagger import OUTPUT
+        from pipelines import training
+
+        c = ctx.config
+        model.compile(optimizer=training.optimizer(c.learning_rate, c.clipnorm, c.ema),
                       loss={OUTPUT: SummedSequenceCrossEntropy()})
-        model.fit(
-            train_ds, epochs=config.epochs, verbose=1 if sys.stdout.isatty() and not config.quick else 2, shuffle=False,
-            callbacks=training.callbacks(run_dir, "val_f1_at_10", config.patience,
-                                         first=[_validation_callback(prepared["valid"], preprocessor, config)]),
-        )
-        model.load_weights(run_dir / "checkpoints" / "best.weights.h5")
-        train_seconds = time.time() - started
+        return model
 
-        probs = {split: split_probs(model, preprocessor, prepared[split], config) for split in ("valid", "test")}
-        if config.tune_decoding:
-            threshold, merge, means = choose_decoding(prepared["valid"], probs["valid"])
+    def train_data(self, ctx: Context, seed: int):
+        c = ctx.config
+        return training_dataset(ctx.extras["prepared"]["train"], ctx.prep, max_len=c.max_len, stride=c.stride,
+                                batch_size=c.batch_size * ctx.run.replicas, seed=seed, token_dropout=c.token_dropout,
+                                drop_remainder=ctx.run.distributed)
+
+    def validate(self, ctx: Context, model) -> dict:
+        """Dev F1@5, F1@10, F1@M (all gold) with the config's decoding, and the terms per document."""
+        from pipelines.keyphrases import score_rankings
+
+        dev = ctx.extras["prepared"]["valid"]
+        scores = score_rankings(rnn_rankings(model, ctx.prep, dev, ctx.config), dev.gold_all, dev.gold_present)
+        return {k: scores[k] for k in ("f1_at_5", "f1_at_10", "f1_at_m", "predicted_per_document")}
+
+    def fit(self, ctx: Context):
+        """Trains in one phase, then (``--tune-decoding``) chooses the threshold and merge rule on dev."""
+        model = super().fit(ctx)
+        if ctx.config.tune_decoding:
+            dev = ctx.extras["prepared"]["valid"]
+            ctx.extras["valid_probs"] = split_probs(model, ctx.prep, dev, ctx.config)
+            threshold, merge, means = choose_decoding(dev, ctx.extras["valid_probs"])
             print("decoding on dev (mean of F1@5, F1@10, F1@M): "
                   + ", ".join(f"{t} {m} {v:.4f}" for (t, m), v in means.items()) + f"; chosen: {threshold} {merge}")
-            config = dataclasses.replace(config, threshold=threshold, merge=merge)
+            ctx.config = dataclasses.replace(ctx.config, threshold=threshold, merge=merge)
+        return model
+
+    def evaluate(self, ctx: Context, model) -> dict:
+        """The RNN's and the TF-IDF baseline's scores on dev (F1 only) and test (all), and the gold counts."""
+        from pipelines.keyphrases import score_rankings
+
+        c, prepared = ctx.config, ctx.extras["prepared"]
+        probs = {split: ctx.extras[f"{split}_probs"] if f"{split}_probs" in ctx.extras
+                 else split_probs(model, ctx.prep, prepared[split], c) for split in ("valid", "test")}
         baseline = fit_tfidf(prepared["train"])
-        metrics: dict = {"decoding_threshold": config.threshold, "decoding_noisy_or": int(config.merge == "noisy_or")}
+        metrics: dict = {"decoding_threshold": c.threshold, "decoding_noisy_or": int(c.merge == "noisy_or")}
         for split, prefix in (("valid", "dev_"), ("test", "")):
             p = prepared[split]
-            for system, ranked in (("rnn", rankings_from_probs(p, probs[split], config.threshold, config.merge)),
+            for system, ranked in (("rnn", rankings_from_probs(p, probs[split], c.threshold, c.merge)),
                                    ("tfidf", tfidf_rankings(baseline, p))):
                 scores = score_rankings(ranked, p.gold_all, p.gold_present)
                 keep = scores if not prefix else {k: scores[k] for k in SHOWN}
@@ -463,45 +449,63 @@ def run(config: KeyTermsConfig) -> dict:
         test = prepared["test"]
         metrics["test_documents"] = len(test.docs)
         metrics["test_documents_with_present_gold"] = sum(1 for g in test.gold_present if g)
-        metrics["test_documents_over_max_len"] = sum(len(t) > config.max_len for t in test.tokens)
-        metrics["train_seconds"] = round(train_seconds, 1)
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        model.save(run_dir / "model.keras")
-
-        meta = export_model(model, run_dir, task_metadata(config, vocab, model),
-                            parity_batches(prepared["valid"], preprocessor, config))
-        metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
-        metrics["saved_model_max_abs_diff"] = max(meta["parity"]["saved_model_max_abs_diff"].values())
+        metrics["test_documents_over_max_len"] = sum(len(t) > c.max_len for t in test.tokens)
         print(table(metrics))
-    return metrics
+        return metrics
+
+    def export_spec(self, ctx: Context, model) -> dict:
+        from models.tagger import INPUT, OUTPUT
+        from pipelines.keyphrases import TAGS
+        from serving import doc_tokenizer
+        from serving.vocab import PAD_ID, UNK_ID
+
+        c = ctx.config
+        return {
+            "task": TASK,
+            "inputs": {INPUT: {"name": INPUT, "dtype": "int32", "shape": ["batch", "time"], "pad_id": PAD_ID}},
+            "outputs": {OUTPUT: {"name": OUTPUT, "dtype": "float32", "shape": ["batch", "time", len(TAGS)]}},
+            "tokenizer": doc_tokenizer.SPEC, "vocab": ctx.extras["vocab"], "pad_id": PAD_ID, "unk_id": UNK_ID,
+            "tags": TAGS, "max_len": c.max_len,
+            "window": {"max_len": c.max_len, "stride": c.stride, "long_input": LONG_INPUT},
+            "decoding": {
+                "threshold": c.threshold, "merge": c.merge,
+                "span": "tokens with 1 - P(O) > threshold; a new span where P(B-KP) >= P(I-KP) or after O; "
+                        "edge tokens without a letter or digit trimmed",
+                "span_score": "mean over the span's tokens of max(P(B-KP), P(I-KP))",
+                "dedupe": "case-folded tokens, last word's English plural folded (serving.key_terms.fold_plural)",
+            },
+            "model": {"cell": c.cell, "bidirectional": c.bidirectional, "layers": c.layers, "hidden": c.hidden,
+                      "embed_dim": c.embed_dim, "parameters": model.count_params()},
+        }
+
+    def parity_batches(self, ctx: Context) -> list[dict]:
+        """Real windows of mixed lengths, in document order (so each batch pads), for the export parity check."""
+        chunks = [words for words, _ in windows(ctx.extras["prepared"]["valid"], ctx.config.max_len,
+                                                ctx.config.stride)][:32]
+        return [{"token_ids": ids, "lengths": (ids != 0).sum(axis=1)} for ids in id_batches(ctx.prep, chunks, 8)]
+
+    def export(self, ctx: Context, model) -> dict:
+        """As the default export, also reporting the SavedModel's parity."""
+        from export import export_model
+        from pipelines.training import float32_model
+
+        model = float32_model(lambda: self.build_model(ctx), model)
+        model.save(ctx.run_dir / "model.keras")
+        parity = export_model(model, ctx.run_dir, self.export_spec(ctx, model), self.parity_batches(ctx))["parity"]
+        return {f"{kind}_max_abs_diff": max(parity[f"{kind}_max_abs_diff"].values())
+                for kind in ("onnx", "saved_model")}
+
+
+KEY_TERMS = KeyTerms()
+
+
+def run(config: KeyTermsConfig) -> dict:
+    """Trains, evaluates and exports; returns the metrics. The run dir appears only when all succeeded."""
+    return KEY_TERMS.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.recurrent import CELL_CHOICES
-    from serving.key_terms import MERGES
-
-    parser = build_parser(
-        KeyTermsConfig, __doc__.split("\n\n")[1], choices={"cell": CELL_CHOICES, "merge": MERGES},
-        prog="python -m pipelines.key_terms",
-    )
-    config = from_args(KeyTermsConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-        demo = load_data(config.resolved())["test"][0]
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(metrics, indent=2))
-
-    import serving
-
-    result = serving.load(config.out).predict(demo.text)
-    print(f"\nonnxruntime, {config.out}/model.onnx, test document {demo.doc_id} ({len(result.tokens)} tokens, "
-          f"{result.windows} window{'s' if result.windows > 1 else ''}):\n  {demo.text[:200]!r}...")
-    for term in result.terms[:10]:
-        print(f"  {term.score:.3f}  {term.term!r} at {term.offsets}")
-    print(f"  gold: {'; '.join(demo.keyphrases)}")
-    return 0
+    return KEY_TERMS.main(argv)
 
 
 if __name__ == "__main__":

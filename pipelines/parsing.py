@@ -2,9 +2,8 @@
 
 "Grammar as a foreign language" (Vinyals et al. 2015): the seq2seq machine with attention reads the words of a
 sentence and writes its tree linearised depth-first, ``(S (NP XX XX )NP (VP XX (NP XX )NP )VP )S``. Decoded
-greedily and by beam search (onnxruntime), repaired into a valid tree when ill-formed, and scored by labelled
-bracket F1 as EVALB with COLLINS.prm does (punctuation and the root ignored, ADVP = PRT), beside the rate of
-well-formed outputs.
+greedily and by beam search, repaired into a valid tree when ill-formed, and scored by labelled bracket F1 as
+EVALB with COLLINS.prm does (punctuation and the root ignored, ADVP = PRT), beside the rate of well-formed outputs.
 
 Data: sentences of a small probabilistic context-free grammar by default, or the Penn Treebank sample given with
 ``--data-dir`` (the folder holding ``treebank.zip``), split by file as ../shared/data/SPLITS.md fixes.
@@ -16,12 +15,11 @@ import collections
 import dataclasses
 import json
 import sys
-import time
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import run_command_line
 from pipelines.readers import DataError
-from pipelines.seq2seq import CHOICES, Seq2SeqConfig
+from pipelines.seq2seq import Seq2SeqConfig, Seq2SeqTask
+from pipelines.task import Context
 from pipelines.treebank import ParseExample
 
 TASK = "parsing"
@@ -33,8 +31,8 @@ class ParsingConfig(Seq2SeqConfig):
     out: str = dataclasses.field(default="runs/parsing", metadata={"help": "run dir to write"})
     epochs: int = dataclasses.field(default=10, metadata={"help": "most epochs (early stopping may end sooner)"})
     hidden: int = dataclasses.field(default=64, metadata={"help": "encoder units per direction"})
-    batch_size: int = 32
-    max_source_len: int = dataclasses.field(
+    batch_size: int = dataclasses.field(default=32, metadata={"help": "examples per batch (and replica)"})
+    max_len: int = dataclasses.field(
         default=60, metadata={"help": "longest sentence in words (longer: dropped from training, refused in serving)"})
     max_target_len: int = dataclasses.field(
         default=200, metadata={"help": "longest linearised tree in tokens (decoding guard: also 3 per word + 16)"})
@@ -43,7 +41,7 @@ class ParsingConfig(Seq2SeqConfig):
     synthetic_size: int = dataclasses.field(default=2000, metadata={"help": "built-in training sentences"})
     decode_batch: int = dataclasses.field(default=64, metadata={"help": "sentences per decoding batch"})
     weights: str | None = dataclasses.field(
-        default=None, metadata={"help": "trained weights (a run's model.weights.h5 or checkpoints/best.weights.h5, "
+        default=None, metadata={"help": "trained weights (a run's model.weights.h5 or checkpoints/train.weights.h5, "
                                         "same data and sizes) to export and evaluate instead of training"})
 
     def check(self) -> None:
@@ -86,144 +84,113 @@ def to_pairs(examples: list[ParseExample], known: set[str]) -> list[tuple[list[s
     return [(source_tokens(ex.words, known), list(ex.target)) for ex in examples]
 
 
-def export_trained(config: ParsingConfig, run_dir, pairs: dict, extra_meta: dict):
-    """``train_and_export`` without the training: the same vocabularies and graphs, the weights read from
-    ``config.weights``, then the same export.
-
-    Raises:
-      DataError: the weights file is missing or does not fit the model (other data or sizes).
-    """
-    from pathlib import Path
-
-    from export.seq2seq_export import export_seq2seq
-    from models.seq2seq import build_seq2seq
-    from pipelines import seq2seq as s2s
-
-    train = s2s.keep_fitting(pairs["train"], config)
-    valid = s2s.keep_fitting(pairs["valid"], config) or train[:200]
-    source_vocab = s2s.build_vocab([s for s, _ in train], config.min_count)
-    target_vocab = s2s.build_vocab([t for _, t in train], config.min_count)
-    s2s.write_vocabularies(run_dir, source_vocab, target_vocab)
-    models = build_seq2seq(s2s.model_spec(config, len(source_vocab), len(target_vocab)))
-    if not Path(config.weights).is_file():
-        raise DataError(f"--weights: no such file: {config.weights}")
-    try:
-        models.trainer.load_weights(config.weights)
-    except ValueError as err:
-        raise DataError(f"--weights {config.weights} does not fit this model (other data or sizes?): "
-                        f"{str(err).splitlines()[0]}") from None
-    models.trainer.save_weights(Path(run_dir) / s2s.WEIGHTS_FILE)
-    sources = [s2s.pad(s2s.to_ids([s for s, _ in valid[i: i + 16]], source_vocab)) for i in range(0, 64, 16)
-               if valid[i: i + 16]]
-    meta = s2s.task_metadata(config, TASK, source_vocab, target_vocab, "whitespace", "whitespace")
-    meta = export_seq2seq(models, run_dir, {**meta, **extra_meta}, sources, start_id=s2s.START_ID,
-                          saved_model=config.saved_model)
-    print(f"exported the weights of {config.weights} (no training)")
-    return s2s.Trained(models, source_vocab, target_vocab, Path(run_dir), meta, 0.0)
-
-
-def evaluate(predictor, examples: list[ParseExample], beam_size: int, batch: int) -> tuple[dict, list]:
-    """Parses ``examples`` with the ORT predictor and scores them. Returns (metrics, results)."""
+def score(predictor, examples: list[ParseExample], results: list) -> dict:
+    """Bracket F1 and the rates of well-formed and finished outputs of parsed ``examples``."""
     from serving import trees
 
-    results = []
-    for start in range(0, len(examples), batch):
-        chunk = examples[start: start + batch]
-        results += predictor.predict_batch([ex.text for ex in chunk], beam_size=beam_size, batch_size=batch)
     predicted = [trees.read_tree(r.tree) for r in results]
-    score = trees.score([ex.tree for ex in examples], predicted, [r.well_formed for r in results])
-    metrics = {
-        "f1": score.f1, "precision": score.precision, "recall": score.recall, "well_formed": score.well_formed,
-        "exact_match": score.exact_match, "finished": sum(r.finished for r in results) / len(results),
-    }
-    return metrics, results
+    result = trees.score([ex.tree for ex in examples], predicted, [r.well_formed for r in results])
+    return {"f1": result.f1, "precision": result.precision, "recall": result.recall,
+            "well_formed": result.well_formed, "exact_match": result.exact_match,
+            "finished": sum(r.finished for r in results) / len(results)}
 
 
-def ort_matches_keras(trained, predictor, examples: list[ParseExample], batch: int) -> tuple[int, int]:
-    """Greedy decoding of ``examples`` with onnxruntime and with the Keras graphs, batch by batch with the same
-    padding and length guard. Returns (sentences whose outputs are identical token for token, sentences)."""
-    from pipelines.seq2seq import keras_decode
-    from serving.parsing import max_output_len
+class Parsing(Seq2SeqTask):
+    """Words → linearised tree; the dev token accuracy picks the epoch, test bracket F1 is reported."""
 
-    same = 0
-    for start in range(0, len(examples), batch):
-        words = [list(ex.words) for ex in examples[start: start + batch]]
-        max_len = min(predictor.max_target_len, max_output_len(max(map(len, words))))
-        ort = predictor.decode_tokens(words, 1, max_len)
-        keras = keras_decode(trained.models, predictor.source_ids(words), max_len=max_len)
-        same += sum(a.ids == b.ids and a.finished == b.finished for a, b in zip(ort, keras))
-    return same, len(examples)
+    name = TASK
+    config_class = ParsingConfig
+    demo_input = DEMO
+    doc = __doc__
 
+    def data(self, config):
+        return load_data(config)
 
-def run(config: ParsingConfig) -> dict:
-    """Trains, exports, evaluates on the test split; returns the metrics. The run dir appears only when all
-    succeeded."""
-    from pipelines import training
-    from pipelines.seq2seq import train_and_export
-    from serving.parsing import ParsingPredictor
-    from serving.seq2seq import load_run
+    def pairs(self, ctx: Context):
+        known = known_words(ctx.splits["train"], ctx.config.rare_words)
+        return {name: to_pairs(examples, known) for name, examples in ctx.splits.items()}
 
-    config.check()
-    config = config.resolved()
-    splits = load_data(config)
-    with training.task_run(config, TASK) as run_dir:
-        known = known_words(splits["train"], config.rare_words)
-        pairs = {name: to_pairs(examples, known) for name, examples in splits.items()}
-        extra_meta = {"parsing": {"linearization": "depth-first, (L ... )L, words as XX",
-                                  "max_output": "3 * words + 16", "unknown_words": "shape classes (serving.parsing)"}}
-        if config.weights:
-            trained = export_trained(config, run_dir, pairs, extra_meta)
-        else:
-            trained = train_and_export(config, run_dir, pairs, task=TASK, source_kind="whitespace",
-                                       target_kind="whitespace", extra_meta=extra_meta)
-        predictor = load_run(trained.run_dir, {TASK: ParsingPredictor})
-        test = splits["test"]
-        started = time.time()
-        greedy, greedy_results = evaluate(predictor, test, 1, config.decode_batch)
-        greedy_seconds = time.time() - started
-        started = time.time()
-        beam, _ = evaluate(predictor, test, config.beam_size, config.decode_batch)
-        beam_seconds = time.time() - started
-        same, total = ort_matches_keras(trained, predictor, test, config.decode_batch)
-        dev, _ = evaluate(predictor, splits["valid"], 1, config.decode_batch)
+    def extra_meta(self, ctx: Context) -> dict:
+        return {"parsing": {"linearization": "depth-first, (L ... )L, words as XX", "max_output": "3 * words + 16",
+                            "unknown_words": "shape classes (serving.parsing)"}}
 
-        metrics = {
+    def predictor_class(self):
+        from serving.parsing import ParsingPredictor
+
+        return ParsingPredictor
+
+    def fit(self, ctx: Context):
+        """Trains; with ``--weights``, loads those weights instead (no training).
+
+        Raises:
+          DataError: the weights file is missing or does not fit the model (other data or sizes).
+        """
+        from pathlib import Path
+
+        weights = ctx.config.weights
+        if not weights:
+            return super().fit(ctx)
+        if not Path(weights).is_file():
+            raise DataError(f"--weights: no such file: {weights}")
+        models = self.build_model(ctx)
+        try:
+            models.trainer.load_weights(weights)
+        except ValueError as err:
+            raise DataError(f"--weights {weights} does not fit this model (other data or sizes?): "
+                            f"{str(err).splitlines()[0]}") from None
+        print(f"loaded the weights of {weights} (no training)")
+        return models
+
+    def decode_batch(self, ctx: Context) -> int:
+        return ctx.config.decode_batch
+
+    def parse(self, ctx: Context, predictor, examples: list[ParseExample], beam_size: int, record: bool = True):
+        """Parse results of ``examples`` (the predictor's tokens, decoding and tree repair)."""
+        token_lists = [predictor.tokens(ex.text, f"sentence {i}") for i, ex in enumerate(examples)]
+        hyps = self.decode(ctx, predictor, token_lists, beam_size, record)
+        return [predictor.make_result(ex.text, tokens, hyp, beam_size)
+                for ex, tokens, hyp in zip(examples, token_lists, hyps)]
+
+    def evaluate(self, ctx: Context, models) -> dict:
+        """Bracket F1 greedy and beam on test, greedy on dev (Keras decoding through the serving predictor);
+        the first test parses in ``examples.json``."""
+        c, test = ctx.config, ctx.splits["test"]
+        predictor = self.keras_predictor(ctx, models)
+        greedy_results = self.parse(ctx, predictor, test, 1)
+        greedy = score(predictor, test, greedy_results)
+        beam = score(predictor, test, self.parse(ctx, predictor, test, c.beam_size))
+        dev = score(predictor, ctx.splits["valid"], self.parse(ctx, predictor, ctx.splits["valid"], 1, record=False))
+        examples = [{"text": r.text, "tree": r.tree, "well_formed": r.well_formed, "gold": str(ex.tree)}
+                    for r, ex in zip(greedy_results[:20], test)]
+        (ctx.run_dir / "examples.json").write_text(json.dumps(examples, indent=2, ensure_ascii=False) + "\n")
+        return {
             "f1": greedy["f1"], "well_formed": greedy["well_formed"],
             **{f"greedy_{k}": v for k, v in greedy.items()},
             **{f"beam_{k}": v for k, v in beam.items()},
-            "beam_size": config.beam_size,
+            "beam_size": c.beam_size,
             "dev_greedy_f1": dev["f1"],
-            "ort_keras_greedy_identical": same / total,
             "test_sentences": len(test),
-            "train_sentences": len(splits["train"]),
-            "parameters": trained.models.trainer.count_params(),
-            "train_seconds": round(trained.train_seconds, 1),
-            "greedy_decode_seconds": round(greedy_seconds, 1),
-            "beam_decode_seconds": round(beam_seconds, 1),
+            "train_sentences": len(ctx.splits["train"]),
+            "parameters": models.trainer.count_params(),
         }
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        examples = [{"text": r.text, "tree": r.tree, "well_formed": r.well_formed, "gold": str(ex.tree)}
-                    for r, ex in zip(greedy_results[:20], test)]
-        (run_dir / "examples.json").write_text(json.dumps(examples, indent=2, ensure_ascii=False) + "\n")
-        if same != total:
-            print(f"warning: onnxruntime and Keras greedy outputs differ on {total - same} of {total} test sentences")
-    return metrics
+
+    def ort_figures(self, decodings: dict) -> dict:
+        (total, differ, greedy_seconds), (_, _, beam_seconds) = decodings[1], decodings[max(decodings)]
+        return {"ort_keras_greedy_identical": (total - differ) / total,
+                "greedy_decode_seconds": round(greedy_seconds, 1), "beam_decode_seconds": round(beam_seconds, 1)}
+
+
+PARSING = Parsing()
+
+
+def run(config: ParsingConfig) -> dict:
+    """Trains, evaluates on the test split, exports; returns the metrics. The run dir appears only when all
+    succeeded."""
+    return PARSING.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, metrics = run_command_line(
-        ParsingConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.parsing",
-        choices=CHOICES)
-    if metrics is None:
-        return 2
-
-    import serving
-
-    demo = DEMO if config.data_dir is None else "Mr. Vinken is chairman of Elsevier N.V. , the Dutch publishing group ."
-    result = serving.load(config.out).predict(demo)
-    print(f"\nonnxruntime, {config.out}:\n  {demo}\n  → {result.tree}"
-          f"{'' if result.well_formed else '  (repaired)'}")
-    return 0
+    return PARSING.main(argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ attends over the sentence states. Several random restarts train side by side; th
 Data: built-in bAbI-style stories (tasks 1 and 2: single and two supporting facts) by default, or the bAbI
 ``tasks_1-20_v1-2/en`` folder with ``--data-dir`` (splits per ../shared/data/SPLITS.md). ``--task N`` trains on
 task N, ``joint`` on all tasks together, ``all`` one model per task (run dirs OUT/qaN and a summary).
+
+Training runs in two resumable phases of ``pipelines.runner.train``: ``linear-start`` (MemN2N without the attention
+softmax) and ``train`` (the rest of the schedule). The restarts are ``members`` of one model (one einsum for all),
+so they share both phases; the dev score of a phase is the best restart's, and the restart kept is the one best on
+dev at the epoch kept (``--keep``).
 """
 
 from __future__ import annotations
@@ -16,36 +21,39 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
+from pipelines.common import CommonOptions, check_positive
 from pipelines.readers import DataError
+from pipelines.task import Context, Task
 
 TASK = "reading_qa"
 KEEPS = ("auto", "best", "last")
 OPTIMIZERS = ("auto", "sgd", "adam")
 DEMO_STORY = ["Mary moved to the bathroom.", "John went to the hallway.", "Mary went back to the kitchen."]
 DEMO_QUESTION = "Where is Mary?"
+# The dev loss of one question is at most -log(1e-12) < 28, so ``correct - loss / 28`` orders (accuracy, -loss).
+_LOSS_SCALE = 28.0
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadingQAConfig:
+class ReadingQAConfig(CommonOptions):
     data_dir: str | None = dataclasses.field(default=None, metadata={"help": "bAbI en folder; none: built-in data"})
     out: str = dataclasses.field(default="runs/reading_qa", metadata={"help": "run dir to write"})
     task: str = dataclasses.field(default="joint", metadata={"help": "bAbI task 1-20, joint (all tasks, one "
                                                                      "model) or all (one model per task)"})
     model: str = dataclasses.field(default="memn2n", metadata={"help": "memn2n or reader"})
     hops: int = dataclasses.field(default=3, metadata={"help": "attention reads over the memory"})
-    epochs: int = 60
+    epochs: int = dataclasses.field(default=60, metadata={"help": "epochs of the schedule, linear start included"})
     restarts: int = dataclasses.field(default=0, metadata={"help": "random restarts trained side by side, best on "
                                                                    "dev kept; 0: 6 for memn2n, 1 for reader"})
     embed_dim: int = dataclasses.field(default=0, metadata={"help": "0: 20 (memn2n per task), 50 (joint), 32 (reader)"})
-    units: int = dataclasses.field(default=48, metadata={"help": "reader: GRU and memory width"})
+    hidden: int = dataclasses.field(default=48, metadata={"help": "reader: GRU and memory width"})
     memory_size: int = dataclasses.field(default=50, metadata={"help": "most statements held (the most recent)"})
     linear_start: bool = dataclasses.field(default=True, metadata={"help": "memn2n: no attention softmax at first"})
-    linear_start_epochs: int = dataclasses.field(default=20, metadata={"help": "longest linear start"})
+    linear_start_epochs: int = dataclasses.field(default=20, metadata={"help": "longest linear start (at most "
+                                                                                "--epochs - 1)"})
     noise: float = dataclasses.field(default=0.1, metadata={"help": "rate of empty memories inserted in training"})
     position_encoding: bool = True
     position_formula: str = dataclasses.field(default="code", metadata={
@@ -55,7 +63,6 @@ class ReadingQAConfig:
     softmax_slots: int = dataclasses.field(default=-1, metadata={
         "help": "memn2n: the attention softmax spans this many slots, the empty ones scoring 0, so a read can return "
                 "little (the authors' code); -1: min(memory size, longest training story); 0: empty slots masked"})
-    batch_size: int = 32
     optimizer: str = dataclasses.field(default="auto", metadata={
         "help": "sgd: the authors' MemN2N recipe (gradients summed over the batch, clipped per weight; linear start "
                 "for exactly --linear-start-epochs, after which the decay schedule starts over); adam; auto: sgd "
@@ -67,29 +74,29 @@ class ReadingQAConfig:
                 "the authors' code); the restart best on dev is kept either way; auto: last with sgd, best with adam"})
     decay_every: int = dataclasses.field(default=15, metadata={"help": "halve the learning rate every N epochs"})
     clipnorm: float = dataclasses.field(default=40.0, metadata={"help": "gradient norm clip (paper: 40); 0 disables"})
+    patience: int = dataclasses.field(default=0, metadata={
+        "help": "epochs without a better dev score (the best restart's) before stopping; 0: none, the whole "
+                "schedule runs (the authors' recipe)"})
     jit: bool = dataclasses.field(default=False, metadata={"help": "compile the training step with XLA (slower "
                                                                    "here: each story length recompiles)"})
-    export: bool = dataclasses.field(default=True, metadata={"help": "export (SavedModel, ONNX) and plot; off: "
-                                                                     "train and evaluate only (benchmarks)"})
     synthetic_size: int = dataclasses.field(default=2000, metadata={"help": "built-in training questions"})
-    seed: int = 0
-    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+
+    DEPRECATED_FLAGS = {"units": "hidden"}
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
         from models.memory import MODELS, POSITION_FORMULAS
 
+        super().check()
         if self.model not in MODELS:
             raise DataError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.task not in ("joint", "all") and not (self.task.isdigit() and 1 <= int(self.task) <= 20):
             raise DataError(f"--task must be 1-20, joint or all, got {self.task!r}")
         if self.data_dir is None and self.task not in ("joint", "all", "1", "2"):
             raise DataError(f"the built-in stories have tasks 1 and 2 only, got --task {self.task}")
-        for name in ("hops", "epochs", "units", "memory_size", "batch_size", "synthetic_size", "decay_every"):
-            if getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.restarts < 0 or self.embed_dim < 0 or self.learning_rate < 0 or self.clipnorm < 0:
-            raise DataError("--restarts, --embed-dim, --learning-rate and --clipnorm must not be negative")
+        check_positive(self, "hops", "hidden", "memory_size", "synthetic_size", "decay_every")
+        if self.restarts < 0 or self.embed_dim < 0:
+            raise DataError("--restarts and --embed-dim must not be negative")
         if self.optimizer not in OPTIMIZERS:
             raise DataError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.keep not in KEEPS:
@@ -103,7 +110,8 @@ class ReadingQAConfig:
             raise DataError(f"--noise must be in [0, 1), got {self.noise}")
 
     def resolved(self) -> "ReadingQAConfig":
-        """Fills the automatic settings; ``--quick`` shrinks the data, the model and the epochs."""
+        """Fills the automatic settings (but ``softmax_slots`` -1, which needs the data); ``--quick`` shrinks the
+        data, the model and the epochs."""
         memn2n = self.model == "memn2n"
         optimizer = self.optimizer if self.optimizer != "auto" else ("sgd" if memn2n else "adam")
         config = dataclasses.replace(
@@ -118,8 +126,25 @@ class ReadingQAConfig:
         if not config.quick:
             return config
         return dataclasses.replace(config, epochs=min(config.epochs, 12), restarts=min(config.restarts, 2),
-                                   synthetic_size=min(config.synthetic_size, 600), units=24, decay_every=6,
-                                   linear_start_epochs=3, memory_size=min(config.memory_size, 20))
+                                   synthetic_size=min(config.synthetic_size, 600), hidden=24, decay_every=6,
+                                   linear_start_epochs=min(config.linear_start_epochs, 3),
+                                   memory_size=min(config.memory_size, 20))
+
+    def linear_epochs(self) -> int:
+        """Epochs of the linear-start phase (at most; with Adam it also ends when the dev loss stops falling)."""
+        if self.model != "memn2n" or not self.linear_start:
+            return 0
+        return max(0, min(self.linear_start_epochs, self.epochs - 1))
+
+    def learning_rate_at(self, epoch: int, softmax_from: int | None = None) -> float:
+        """The learning rate of ``epoch`` (0-based, over both phases), the softmax back from epoch ``softmax_from``
+        (None: still in the linear start): halved every ``decay_every`` epochs; with SGD the rate is per example
+        (times the batch: the authors sum the gradients over the batch) and the halving starts over when the softmax
+        comes back."""
+        sgd = self.optimizer == "sgd"
+        rate = self.learning_rate * self.batch_size if sgd else self.learning_rate
+        start = softmax_from if sgd and softmax_from is not None else 0
+        return rate * 0.5 ** ((epoch - start) // self.decay_every)
 
 
 def tasks_of(config: ReadingQAConfig) -> list[int]:
@@ -137,120 +162,39 @@ def load_data(config: ReadingQAConfig, tasks: list[int]) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Training
+# Dev scores of the restarts, and the restart kept
 
 
-class _Restarts:
-    """Keeps, for each member (random restart), the weights of its best epoch on dev: (accuracy, -loss), and the
-    last epoch's dev scores."""
-
-    def __init__(self, model, dev, labels):
-        import numpy as np
-
-        from models.memory import memory_layer
-
-        self.model, self.dev, self.labels = model, dev, labels
-        self.layer = memory_layer(model)
-        self.members = self.layer.members
-        self.best = [(-1.0, -np.inf)] * self.members
-        self.weights = [None] * self.members
-        self.best_epoch = [0] * self.members
-        self.last = [(-1.0, -np.inf)] * self.members
-
-    def scores(self):
-        """Per member (dev accuracy, dev loss)."""
-        import numpy as np
-
-        probs = np.asarray(self.model.predict(self.dev, verbose=0)["answer_probs"])
-        if probs.ndim == 2:
-            probs = probs[:, None]
-        known = self.labels >= 0
-        picked = probs[np.arange(len(probs))[known], :, self.labels[known]]  # [n_known, members]
-        accuracy = (probs.argmax(-1) == self.labels[:, None]).mean(0)
-        loss = -np.log(np.maximum(picked, 1e-12)).mean(0) if known.any() else np.zeros(self.members)
-        return accuracy, loss
-
-    def update(self, epoch: int) -> tuple:
-        accuracy, loss = self.scores()
-        for m in range(self.members):
-            key = (float(accuracy[m]), -float(loss[m]))
-            self.last[m] = key
-            if key > self.best[m]:
-                self.best[m], self.best_epoch[m] = key, epoch
-                self.weights[m] = self.layer.member_weights(m)
-        return accuracy, loss
-
-    def chosen(self, keep: str = "best") -> int:
-        """The restart best on dev: at its best epoch (``best``) or at the last one (``last``)."""
-        scores = self.best if keep == "best" else self.last
-        return max(range(self.members), key=lambda m: scores[m])
-
-
-def train(config: ReadingQAConfig, data: dict, vocab_size: int, answer_ids: list[int], sentence_len: int):
-    """Trains ``config.restarts`` models side by side; returns (the one kept per ``config.keep``, a report of the
-    restarts, the history, the one the other ``keep`` would have given)."""
-    import keras
+def restart_scores(model, dev, labels) -> dict:
+    """Per restart (member m) the dev ``accuracy_m`` and ``loss_m`` (``accuracy`` and ``loss`` for one restart),
+    their ``mean_loss``, and ``score``: the best restart's correct answers minus its loss / 28, which orders the
+    restarts as (accuracy, -loss) does: the monitor that picks the epoch kept."""
     import numpy as np
 
-    from models.memory import build_reading_model, extract_member, memory_layer, set_linear_start
-    from pipelines import reading_qa_data, training
+    probs = np.asarray(model.predict(dev, verbose=0)["answer_probs"])
+    if probs.ndim == 2:
+        probs = probs[:, None]
+    known = labels >= 0
+    picked = probs[np.arange(len(probs))[known], :, labels[known]]  # [n_known, members]
+    correct = (probs.argmax(-1) == labels[:, None]).sum(0)
+    loss = -np.log(np.maximum(picked, 1e-12)).mean(0) if known.any() else np.zeros(probs.shape[1])
+    members = probs.shape[1]
+    scores = {"score": float(max(c - l / _LOSS_SCALE for c, l in zip(correct, loss))), "mean_loss": float(loss.mean())}
+    for m in range(members):
+        suffix = f"_{m}" if members > 1 else ""
+        scores[f"accuracy{suffix}"] = float(correct[m] / len(labels))
+        scores[f"loss{suffix}"] = float(loss[m])
+    return scores
 
-    members = config.restarts
-    sizes = dict(vocab_size=vocab_size, answer_ids=answer_ids, memory_size=config.memory_size, hops=config.hops,
-                 embed_dim=config.embed_dim)
-    if config.model == "memn2n":
-        sizes.update(position_encoding=config.position_encoding, temporal=config.temporal,
-                     position_formula=config.position_formula, softmax_slots=config.softmax_slots)
-    else:
-        sizes.update(units=config.units)
-    model = build_reading_model(config.model, sentence_len=sentence_len, members=members, **sizes)
-    train_ds = reading_qa_data.dataset(*data["train"], batch_size=config.batch_size, members=members, shuffle=True,
-                                       seed=config.seed, noise=config.noise, memory_size=config.memory_size)
-    dev_ds = reading_qa_data.dataset(*data["valid"], batch_size=256)
-    sgd = config.optimizer == "sgd"
-    if sgd:  # the authors' code sums the loss over the batch and clips each weight's gradient at clipnorm
-        rate = config.learning_rate * config.batch_size
-        optimizer = keras.optimizers.SGD(learning_rate=rate, clipnorm=(config.clipnorm / config.batch_size) or None)
-    else:
-        rate, optimizer = config.learning_rate, training.optimizer(config.learning_rate, config.clipnorm)
-    # SGD: loss weight = members, so each restart's gradient is its own batch mean (not divided by the count).
-    loss_weight = float(members) if sgd else 1.0
-    model.compile(optimizer=optimizer, loss_weights={"answer_probs": loss_weight, "attention": 0.0},
-                  loss={"answer_probs": keras.losses.SparseCategoricalCrossentropy(), "attention": None},
-                  jit_compile=config.jit)
-    restarts = _Restarts(model, dev_ds, data["valid"][2])
-    linear = config.model == "memn2n" and config.linear_start
-    set_linear_start(model, linear)
-    best_ls_loss, ls_stale, history, schedule_start = np.inf, 0, [], 0
-    for epoch in range(config.epochs):
-        model.optimizer.learning_rate.assign(rate * 0.5 ** ((epoch - schedule_start) // config.decay_every))
-        fit = model.fit(train_ds, epochs=1, verbose=0)
-        accuracy, loss = restarts.update(epoch) if not linear else restarts.scores()
-        history.append({"epoch": epoch + 1, "loss": round(float(fit.history["loss"][-1]) / loss_weight, 4),
-                        "learning_rate": float(model.optimizer.learning_rate.numpy()),
-                        "dev_accuracy": [round(float(a), 4) for a in accuracy], "linear_start": linear})
-        print(f"epoch {epoch + 1}: loss {history[-1]['loss']:.4f}, dev accuracy "
-              f"{' '.join(f'{a:.3f}' for a in accuracy)}{' (linear start)' if linear else ''}", flush=True)
-        if linear:  # back to the softmax once the dev loss stops falling (paper), or after linear_start_epochs
-            mean_loss = float(np.mean(loss))
-            ls_stale = 0 if mean_loss < best_ls_loss - 1e-4 else ls_stale + 1
-            best_ls_loss = min(best_ls_loss, mean_loss)
-            if (ls_stale >= 2 and not sgd) or epoch + 1 >= config.linear_start_epochs:
-                linear = False
-                set_linear_start(model, False)
-                schedule_start = epoch + 1 if sgd else 0
-    last_member = restarts.chosen("last")
-    last = extract_member(model, last_member)
-    best_member = restarts.chosen("best")
-    if restarts.weights[best_member] is not None:
-        memory_layer(model).set_member_weights(best_member, restarts.weights[best_member])
-    best = extract_member(model, best_member)
-    chosen = best_member if config.keep == "best" else last_member
-    report = {"restarts": members, "keep": config.keep, "chosen_restart": chosen,
-              "restart_dev_accuracy": [round(b[0], 4) for b in (restarts.best if config.keep == "best"
-                                                                 else restarts.last)],
-              "chosen_epoch": restarts.best_epoch[chosen] + 1 if config.keep == "best" else len(history)}
-    return (best, report, history, last) if config.keep == "best" else (last, report, history, best)
+
+def restart_keys(row: dict, members: int) -> list[tuple]:
+    """(dev accuracy, -dev loss) of each restart in one row of a phase's history."""
+    suffixes = [f"_{m}" if members > 1 else "" for m in range(members)]
+    return [(row[f"val_accuracy{s}"], -row[f"val_loss{s}"]) for s in suffixes]
+
+
+def best_restart(keys: list[tuple]) -> int:
+    return max(range(len(keys)), key=lambda m: keys[m])
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -348,7 +292,7 @@ def task_metadata(config: ReadingQAConfig, vocab: list[str], answers: list[str],
         "long_input": "a story longer than memory_size keeps its most recent memory_size statements; longer "
                       "sentences keep their first sentence_len words",
         "babi_tasks": tasks,
-        "model": {"kind": config.model, "hops": config.hops, "embed_dim": config.embed_dim, "units": config.units,
+        "model": {"kind": config.model, "hops": config.hops, "embed_dim": config.embed_dim, "hidden": config.hidden,
                   "position_encoding": config.position_encoding, "position_formula": config.position_formula,
                   "temporal": config.temporal, "softmax_slots": config.softmax_slots, "optimizer": config.optimizer,
                   "linear_start": config.linear_start, "noise": config.noise},
@@ -368,68 +312,225 @@ def parity_batches(encoded, n: int = 3, size: int = 16) -> list[dict]:
     return batches
 
 
-def run(config: ReadingQAConfig) -> dict:
-    """Trains, evaluates and exports one model (one task, or all tasks jointly); returns the metrics. The run dir
-    appears only when all succeeded."""
-    import keras
 
-    from export import export_model
-    from pipelines import reading_qa_data, training
-    from serving.vocab import Vocabulary, write_vocab
+class ReadingQA(Task):
+    """Story + question → answer, through attention over a memory of statements; random restarts side by side."""
 
-    config.check()
-    config = config.resolved()
-    tasks = tasks_of(config)
-    splits = load_data(config, tasks)
-    if config.softmax_slots == -1:
-        longest = max(len(ex.story) for ex in splits["train"])
-        config = dataclasses.replace(config, softmax_slots=min(config.memory_size, longest))
-    started = time.time()
-    with training.task_run(config, TASK) as run_dir:
-        vocab_list, answers = reading_qa_data.build_vocabularies(splits["train"])
-        write_vocab(run_dir / "vocab.txt", vocab_list)
-        write_vocab(run_dir / "answers.txt", answers, "answers")
-        vocab = Vocabulary(vocab_list)
+    name = TASK
+    config_class = ReadingQAConfig
+    monitor = "score"
+    demo_input = {"story": DEMO_STORY, "question": DEMO_QUESTION}
+    doc = __doc__
+
+    def choices(self):
+        from models.memory import MODELS, POSITION_FORMULAS
+        from pipelines.distribute import STRATEGIES
+
+        return {"model": MODELS, "optimizer": OPTIMIZERS, "position_formula": POSITION_FORMULAS, "keep": KEEPS,
+                "strategy": STRATEGIES}
+
+    def data(self, config):
+        return load_data(config, tasks_of(config))
+
+    def preprocess(self, ctx: Context):
+        """Vocabularies (written as vocab.txt and answers.txt) and the encoded splits; resolves ``--softmax-slots
+        -1`` from the longest training story (config.json then holds the value used)."""
+        from pipelines import reading_qa_data
+        from serving.vocab import Vocabulary, write_vocab
+
+        c, splits = ctx.config, ctx.splits
+        if c.softmax_slots == -1:
+            longest = max(len(ex.story) for ex in splits["train"])
+            ctx.config = c = dataclasses.replace(c, softmax_slots=min(c.memory_size, longest))
+            (ctx.run_dir / "config.json").write_text(json.dumps({"task": TASK, **dataclasses.asdict(c)}, indent=2))
+        words, answers = reading_qa_data.build_vocabularies(splits["train"])
+        write_vocab(ctx.run_dir / "vocab.txt", words)
+        write_vocab(ctx.run_dir / "answers.txt", answers, "answers")
+        vocab = Vocabulary(words)
         sentence_len = reading_qa_data.longest_sentence(splits)
-        encoded = {name: reading_qa_data.encode(ex, vocab, answers, config.memory_size, sentence_len)
+        encoded = {name: reading_qa_data.encode(ex, vocab, answers, c.memory_size, sentence_len)
                    for name, ex in splits.items()}
-        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} questions; tasks {tasks}; "
-              f"{len(vocab_list)} words, {len(answers)} answers; model {config.model}, {config.hops} hops, "
-              f"{config.restarts} restarts")
-        model, report, history, other = train(config, encoded, len(vocab_list), vocab.ids(answers), sentence_len)
-        train_seconds = time.time() - started
-        (run_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-        dev = evaluate(model, encoded["valid"], splits["valid"], config.memory_size)
-        test = evaluate(model, encoded["test"], splits["test"], config.memory_size)
-        metrics = {
+        ctx.extras.update(words=words, answers=answers, sentence_len=sentence_len, tasks=tasks_of(c), encoded=encoded)
+        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} questions; tasks {tasks_of(c)}; "
+              f"{len(words)} words, {len(answers)} answers; model {c.model}, {c.hops} hops, {c.restarts} restarts")
+        return vocab
+
+    def build_model(self, ctx: Context, members: int = 1):
+        from models.memory import build_reading_model
+
+        c, e = ctx.config, ctx.extras
+        sizes = dict(vocab_size=len(e["words"]), answer_ids=ctx.prep.ids(e["answers"]), memory_size=c.memory_size,
+                     hops=c.hops, embed_dim=c.embed_dim)
+        if c.model == "memn2n":
+            sizes.update(position_encoding=c.position_encoding, temporal=c.temporal,
+                         position_formula=c.position_formula, softmax_slots=c.softmax_slots)
+        else:
+            sizes.update(units=c.hidden)
+        return build_reading_model(c.model, sentence_len=e["sentence_len"], members=members, **sizes)
+
+    def compile(self, ctx: Context, model):
+        import keras
+
+        from pipelines import training
+
+        c = ctx.config
+        sgd = c.optimizer == "sgd"
+        if sgd:  # the authors' code sums the loss over the batch and clips each weight's gradient at clipnorm
+            optimizer = keras.optimizers.SGD(learning_rate=c.learning_rate_at(0), clipnorm=(c.clipnorm / c.batch_size)
+                                             or None, use_ema=bool(c.ema), ema_momentum=c.ema or 0.99)
+        else:
+            optimizer = training.optimizer(c.learning_rate, c.clipnorm, c.ema)
+        # SGD: loss weight = restarts, so each restart's gradient is its own batch mean (not divided by the count).
+        model.compile(optimizer=optimizer, loss_weights={"answer_probs": float(c.restarts) if sgd else 1.0,
+                                                         "attention": 0.0},
+                      loss={"answer_probs": keras.losses.SparseCategoricalCrossentropy(), "attention": None},
+                      jit_compile=c.jit)
+        return model
+
+    def train_data(self, ctx: Context, seed: int):
+        from pipelines import reading_qa_data
+
+        c = ctx.config
+        return reading_qa_data.dataset(*ctx.extras["encoded"]["train"], batch_size=c.batch_size * ctx.run.replicas,
+                                       members=c.restarts, shuffle=True, seed=seed, noise=c.noise,
+                                       memory_size=c.memory_size)
+
+    def validate(self, ctx: Context, model) -> dict:
+        from pipelines import reading_qa_data
+
+        if "dev" not in ctx.extras:
+            ctx.extras["dev"] = reading_qa_data.dataset(*ctx.extras["encoded"]["valid"], batch_size=256)
+        return restart_scores(model, ctx.extras["dev"], ctx.extras["encoded"]["valid"][2])
+
+    def fit(self, ctx: Context):
+        """The restarts train side by side in two phases: ``linear-start`` (MemN2N without the attention softmax;
+        with Adam it also ends once the mean dev loss has not fallen for 2 epochs) and ``train`` (the softmax back;
+        ``--keep`` best or last, on the best restart's dev score). The epoch count, data order and learning rate run
+        on across the two. Returns the restart kept (a one-member model); the other ``--keep``'s pick goes into
+        ``ctx.extras["other"]``."""
+        from models.memory import extract_member, set_linear_start
+        from pipelines import runner
+
+        c = ctx.config
+        with ctx.run.strategy.scope():
+            model = self.compile(ctx, self.build_model(ctx, members=c.restarts))
+
+        def epochs_from(offset: int):
+            def make_dataset(epoch: int):
+                # One dataset for the epochs run in a row (its cache filled once; each fit draws its next reshuffle):
+                # the same batches as the dataset of epoch ``offset + epoch`` made afresh, as a resumed run does.
+                epoch += offset
+                dataset, next_epoch = ctx.extras.get("train_data", (None, None))
+                if next_epoch != epoch or ctx.run.distributed:
+                    dataset = ctx.run.epoch_data(lambda seed: self.train_data(ctx, seed), epoch)
+                ctx.extras["train_data"] = dataset, epoch + 1
+                return dataset
+            return make_dataset
+
+        def schedule(offset: int, linear: bool):
+            def on_epoch_begin(epoch: int) -> None:
+                set_linear_start(model, linear)
+                model.optimizer.learning_rate.assign(c.learning_rate_at(offset + epoch, None if linear else offset))
+            return on_epoch_begin
+
+        budget, done = c.max_minutes, 0
+        if c.linear_epochs():
+            def linear_scores():  # the monitor: the mean dev loss over the restarts, falling
+                scores = self.validate(ctx, model)
+                return {"neg_mean_loss": -scores["mean_loss"], **scores}
+
+            linear = runner.train(
+                model, epochs_from(0), ctx.run, phase="linear-start", epochs=c.linear_epochs(), keep="last",
+                validate=linear_scores, monitor="neg_mean_loss",
+                patience=c.linear_epochs() if c.optimizer == "sgd" else 2, on_epoch_begin=schedule(0, True))
+            done = linear["epoch"]
+            if budget:  # one budget for both phases; the softmax phase runs at least one epoch
+                budget = max(budget - linear["seconds"] / 60, 1e-9)
+        last_path = ctx.run.resume_dir / "train" / "last.weights.h5"
+
+        def validate():
+            scores = self.validate(ctx, model)
+            if c.keep == "best":  # the other --keep's pick: this epoch's weights, in case it is the last
+                last_path.parent.mkdir(parents=True, exist_ok=True)
+                model.save_weights(last_path)
+            return scores
+
+        loop = runner.train(model, epochs_from(done), ctx.run, phase="train", epochs=c.epochs - done, keep=c.keep,
+                            validate=validate, monitor=self.monitor, patience=c.patience or c.epochs,
+                            max_minutes=budget, on_epoch_begin=schedule(done, False))
+        keys = [restart_keys(row, c.restarts) for row in loop["history"]]  # [epoch][restart]: (accuracy, -loss)
+        best, last = keys[loop["best_epoch"]], keys[-1]
+        chosen = best_restart(best if c.keep == "best" else last)
+        kept = extract_member(model, chosen)
+        # The other --keep: the last epoch's weights (saved by validate above), or the runner's best-epoch weights.
+        model.load_weights(last_path if c.keep == "best" else ctx.run.resume_dir / "train" / "best.weights.h5")
+        ctx.extras["other"] = extract_member(model, best_restart(last if c.keep == "best" else best))
+        ctx.extras["report"] = {
+            "restarts": c.restarts, "keep": c.keep, "chosen_restart": chosen,
+            "restart_dev_accuracy": [round((max(k[m] for k in keys) if c.keep == "best" else last[m])[0], 4)
+                                     for m in range(c.restarts)],
+            "chosen_epoch": done + (loop["best_epoch"] + 1 if c.keep == "best" else len(keys))}
+        return kept
+
+    def evaluate(self, ctx: Context, model) -> dict:
+        def scores(model, split: str) -> dict:
+            return evaluate(model, ctx.extras["encoded"][split], ctx.splits[split], ctx.config.memory_size)
+
+        dev, test, other = scores(model, "valid"), scores(model, "test"), ctx.extras["other"]
+        return {
             "accuracy": test["accuracy"],
             "error": 1.0 - test["accuracy"],
             "dev_accuracy": dev["accuracy"],
             "per_task_accuracy": test["per_task"],
             "attention_on_support": test["attention_on_support"],
-            "test_examples": len(splits["test"]),
-            **report,
+            "test_examples": len(ctx.splits["test"]),
+            **ctx.extras["report"],
             # What the other --keep would have scored (for comparison only; the kept model is the one above).
-            "other_keep": {"keep": "last" if config.keep == "best" else "best",
-                           "dev_accuracy": evaluate(other, encoded["valid"], splits["valid"], config.memory_size)["accuracy"],
-                           "accuracy": evaluate(other, encoded["test"], splits["test"], config.memory_size)["accuracy"]},
+            "other_keep": {"keep": "last" if ctx.config.keep == "best" else "best",
+                           "dev_accuracy": scores(other, "valid")["accuracy"],
+                           "accuracy": scores(other, "test")["accuracy"]},
             "parameters": model.count_params(),
-            "train_seconds": round(train_seconds, 1),
         }
-        model.save(run_dir / "model.keras")
-        if config.export:
-            plot_attention(model, splits["test"][:3], vocab, run_dir, config.memory_size, sentence_len, answers)
-            meta = export_model(model, run_dir, task_metadata(config, vocab_list, answers, sentence_len, tasks),
-                                parity_batches(encoded["valid"]))
-            metrics["onnx_max_abs_diff"] = max(meta["parity"]["onnx_max_abs_diff"].values())
-            metrics["saved_model_max_abs_diff"] = max(meta["parity"]["saved_model_max_abs_diff"].values())
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    def export_spec(self, ctx: Context, model) -> dict:
+        e = ctx.extras
+        return task_metadata(ctx.config, e["words"], e["answers"], e["sentence_len"], e["tasks"])
+
+    def parity_batches(self, ctx: Context) -> list[dict]:
+        return parity_batches(ctx.extras["encoded"]["valid"])
+
+    def export(self, ctx: Context, model) -> dict:
+        """model.keras, three attention plots, SavedModel + ONNX with parity (MemN2N: the native ONNX emitter)."""
+        from export import export_model
+        from pipelines.training import float32_model
+
+        c, e = ctx.config, ctx.extras
+        model = float32_model(lambda: self.build_model(ctx), model)
+        model.save(ctx.run_dir / "model.keras")
+        plot_attention(model, ctx.splits["test"][:3], ctx.prep, ctx.run_dir, c.memory_size, e["sentence_len"],
+                       e["answers"])
+        meta = export_model(model, ctx.run_dir, self.export_spec(ctx, model), self.parity_batches(ctx))
+        return {"onnx_max_abs_diff": max(meta["parity"]["onnx_max_abs_diff"].values()),
+                "saved_model_max_abs_diff": max(meta["parity"]["saved_model_max_abs_diff"].values())}
+
+
+READING_QA = ReadingQA()
+
+
+def run(config: ReadingQAConfig) -> dict:
+    """Trains, evaluates and exports one model (one task, or all tasks jointly); returns the metrics. The run dir
+    appears only when all succeeded."""
+    import keras
+
+    try:
+        return READING_QA.run(config)
+    finally:
         keras.backend.clear_session()
-    return metrics
 
 
 def run_all(config: ReadingQAConfig) -> dict:
     """One model per task (``--task all``): run dirs OUT/qa1 ... OUT/qa20, and OUT/summary.json."""
+    config.check()
     out = Path(config.out)
     summary = {}
     for task in tasks_of(config):
@@ -445,26 +546,24 @@ def run_all(config: ReadingQAConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.memory import MODELS, POSITION_FORMULAS
+    """The command line (``pipelines.runner.main``); ``--task all`` trains one model per task instead."""
+    import argparse
 
-    choices = {"model": MODELS, "optimizer": OPTIMIZERS, "position_formula": POSITION_FORMULAS, "keep": KEEPS}
-    parser = build_parser(ReadingQAConfig, __doc__.split("\n\n")[1], choices=choices, prog="python -m pipelines.reading_qa")
-    config = from_args(ReadingQAConfig, parser.parse_args(argv))
+    from pipelines import runner
+    from pipelines.common import build_parser, from_args
+
+    task = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    task.add_argument("--task")
+    if task.parse_known_args(argv)[0].task != "all":
+        return runner.main(READING_QA, argv)
+    parser = build_parser(ReadingQAConfig, READING_QA.description(), choices=READING_QA.choices(),
+                          prog=f"python -m pipelines.{TASK}")
     try:
-        config.check()
-        metrics = run_all(config) if config.task == "all" else run(config)
+        summary = run_all(from_args(ReadingQAConfig, parser.parse_args(argv)))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(metrics, indent=2))
-    if config.task == "all" or not config.export:
-        return 0
-
-    import serving
-
-    result = serving.load(config.out).answer(DEMO_STORY, DEMO_QUESTION)
-    print(f"\nonnxruntime, {config.out}/model.onnx:\n  {' '.join(DEMO_STORY)} {DEMO_QUESTION} → {result.answer} "
-          f"({result.confidence:.3f}); supporting: {result.supporting}")
+    print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -1,11 +1,16 @@
-"""The shared seq2seq pipeline: vocabularies, tokenisation, tf.data batches, training, Keras greedy decoding, export.
+"""The shared seq2seq machine: vocabularies, tokenisation, tf.data batches, the task skeleton, Keras decoding, export.
 
-Tasks (translation, parsing, text auto-encoder) read their data into (source tokens, target tokens) pairs and call:
+A seq2seq task (translation, parsing, the text auto-encoder) is a :class:`Seq2SeqTask`: it reads its data into
+(source tokens, target tokens) pairs (``pairs``) and the rest is shared: vocabularies from the training pairs,
+the encoder–decoder trained by ``pipelines.runner.train`` on the dev token accuracy, and the export of
+encoder.onnx + decoder_step.onnx (parity checked). Evaluation decodes with the Keras graphs through the task's
+serving predictor (:meth:`Seq2SeqTask.keras_predictor`), so it needs no export; the export then decodes the same
+inputs with onnxruntime and reports where the two differ.
 
     vocab = build_vocab(token_lists, min_count)              # ["<pad>", "<unk>", "<s>", "</s>", ...]
-    trained = train_and_export(config, run_dir, splits, source_kind="word", target_kind="char", task="translation")
-    hyps = keras_decode(trained.models, source_ids, max_len=50)   # Keras greedy, step by step
-    trained.predictor()                                          # the exported run over onnxruntime
+    metrics = Seq2SeqTask(splits).run(Seq2SeqConfig(out="runs/pairs"))   # token pairs in, run dir out
+    models, meta = load_models("runs/pairs")                  # the Keras graphs of a finished run
+    hyps = keras_decode(models, source_ids, max_len=50)       # Keras greedy, step by step
 
 See docs/seq2seq.md for the whole API.
 """
@@ -15,14 +20,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
+from pipelines.common import CommonOptions, check_positive, check_rate
 from pipelines.readers import DataError
+from pipelines.task import Context, Task
 
 PAD, UNK, START, END = "<pad>", "<unk>", "<s>", "</s>"
 PAD_ID, UNK_ID, START_ID, END_ID = 0, 1, 2, 3
@@ -31,57 +39,58 @@ SPECIAL_IDS = {"pad": PAD_ID, "unk": UNK_ID, "start": START_ID, "end": END_ID}
 SOURCE_VOCAB_FILE, TARGET_VOCAB_FILE = "source_vocab.txt", "target_vocab.txt"
 WEIGHTS_FILE = "model.weights.h5"
 KINDS = ("word", "char", "whitespace")
+ATTENTIONS = ("none", "additive", "dot")
 
 Pair = tuple[list[str], list[str]]
 
 
+def _opt(default, text: str):
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
 @dataclasses.dataclass(frozen=True)
-class Seq2SeqConfig:
+class Seq2SeqConfig(CommonOptions):
     """Settings shared by the seq2seq tasks; each task subclasses it (frozen) to add its own fields."""
 
-    data_dir: str | None = dataclasses.field(default=None, metadata={"help": "real data; none: built-in data"})
-    out: str = dataclasses.field(default="runs/seq2seq", metadata={"help": "run dir to write"})
-    epochs: int = dataclasses.field(default=30, metadata={"help": "most epochs (early stopping may end sooner)"})
-    cell: str = dataclasses.field(default="gru", metadata={"help": "recurrent cell (gru or lstm)"})
-    bidirectional: bool = dataclasses.field(default=True, metadata={"help": "bidirectional encoder"})
-    layers: int = dataclasses.field(default=1, metadata={"help": "stacked encoder layers"})
+    data_dir: str | None = _opt(None, "real data; none: built-in data")
+    out: str = _opt("runs/seq2seq", "run dir to write")
+    epochs: int = _opt(30, "most epochs (early stopping may end sooner)")
+    cell: str = _opt("gru", "recurrent cell of the encoder and the decoder")
+    bidirectional: bool = _opt(True, "bidirectional encoder")
+    layers: int = _opt(1, "stacked encoder layers")
     embed_dim: int = 64
-    hidden: int = dataclasses.field(default=64, metadata={"help": "encoder units per direction"})
-    attention: str = dataclasses.field(default="additive", metadata={"help": "none, additive (Bahdanau), dot (Luong)"})
+    hidden: int = _opt(64, "encoder units per direction")
+    attention: str = _opt("additive", "none, additive (Bahdanau), dot (Luong)")
     attention_units: int = 64
     dropout: float = 0.1
-    batch_size: int = 64
+    batch_size: int = _opt(64, "examples per batch (and replica)")
     learning_rate: float = 3e-3
-    clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
-    label_smoothing: float = dataclasses.field(default=0.0, metadata={"help": "label smoothing epsilon"})
-    patience: int = dataclasses.field(default=4, metadata={"help": "epochs without a better dev token accuracy"})
-    min_count: int = dataclasses.field(default=1, metadata={"help": "rarer training tokens become <unk>"})
-    max_source_len: int = dataclasses.field(default=40, metadata={"help": "longest source in tokens (longer: dropped "
-                                                                          "from training, refused in serving)"})
-    max_target_len: int = dataclasses.field(default=60, metadata={"help": "longest output in tokens (decoding guard)"})
-    beam_size: int = dataclasses.field(default=4, metadata={"help": "serving's default beam size"})
-    length_penalty: float = dataclasses.field(default=1.0, metadata={"help": "beam ranking: score / length^this"})
-    saved_model: bool = dataclasses.field(default=True, metadata={"help": "also export SavedModels"})
-    seed: int = 0
-    quick: bool = dataclasses.field(default=False, metadata={"help": "seconds-long smoke run"})
+    label_smoothing: float = _opt(0.0, "label smoothing epsilon")
+    patience: int = _opt(4, "epochs without a better dev token accuracy")
+    min_count: int = _opt(1, "rarer training tokens become <unk>")
+    max_len: int = _opt(40, "longest source in tokens (longer: dropped from training, refused in serving)")
+    max_target_len: int = _opt(60, "longest output in tokens (decoding guard)")
+    beam_size: int = _opt(4, "serving's default beam size")
+    length_penalty: float = _opt(1.0, "beam ranking: score / length^this")
+    saved_model: bool = _opt(True, "also export SavedModels")
+
+    DEPRECATED_FLAGS: ClassVar[dict[str, str]] = {"max_source_len": "max_len"}
 
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
-        for name in ("epochs", "layers", "embed_dim", "hidden", "attention_units", "batch_size", "min_count",
-                     "max_source_len", "max_target_len", "beam_size"):
-            if getattr(self, name) < 1:
-                raise DataError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
-            raise DataError("--dropout and --label-smoothing must be in [0, 1)")
-        if self.learning_rate <= 0 or self.clipnorm < 0 or self.length_penalty < 0:
-            raise DataError("--learning-rate must be positive; --clipnorm and --length-penalty must not be negative")
-        if self.cell not in ("gru", "lstm"):
-            raise DataError(f"--cell must be gru or lstm, got {self.cell!r}")
-        if self.attention not in ("none", "additive", "dot"):
+        from models.recurrent import cell_choices
+
+        super().check()
+        check_positive(self, "layers", "embed_dim", "hidden", "attention_units", "min_count", "max_len",
+                       "max_target_len", "beam_size")
+        check_rate(self, "dropout", "label_smoothing")
+        if self.learning_rate <= 0 or self.length_penalty < 0:
+            raise DataError("--learning-rate must be positive; --length-penalty must not be negative")
+        if self.cell not in cell_choices(decoder=True):
+            raise DataError(f"--cell must be one of {', '.join(cell_choices(decoder=True))} (a cell with a one-step "
+                            f"decoder export), got {self.cell!r}")
+        if self.attention not in ATTENTIONS:
             raise DataError(f"--attention must be none, additive or dot, got {self.attention!r}")
-
-
-CHOICES = {"cell": ("gru", "lstm"), "attention": ("none", "additive", "dot")}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -174,7 +183,7 @@ def make_dataset(source_ids: Sequence[Sequence[int]], target_ids: Sequence[Seque
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Model, training
+# Model
 
 
 def model_spec(config: Seq2SeqConfig, source_vocab: int, target_vocab: int):
@@ -195,20 +204,6 @@ def teacher_forced_accuracy(models, dataset) -> float:
         hits += int(((predicted == labels) & mask).sum())
         total += int(mask.sum())
     return hits / max(total, 1)
-
-
-def fit(models, config: Seq2SeqConfig, run_dir: Path, train_ds, dev_ds) -> None:
-    """Trains with Adam + clipnorm (+ label smoothing), keeps the weights of the best dev token accuracy."""
-    from models.seq2seq import compile_trainer
-    from pipelines import training
-    from pipelines.evaluation import ValidationScore
-
-    compile_trainer(models, training.optimizer(config.learning_rate, config.clipnorm), config.label_smoothing)
-    validation = ValidationScore("token_accuracy", lambda: teacher_forced_accuracy(models, dev_ds))
-    models.trainer.fit(train_ds, epochs=config.epochs, shuffle=False,
-                       verbose=1 if sys.stdout.isatty() and not config.quick else 2,
-                       callbacks=training.callbacks(run_dir, "val_token_accuracy", config.patience, first=[validation]))
-    models.trainer.load_weights(run_dir / "checkpoints" / "best.weights.h5")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -247,29 +242,30 @@ def keras_decode(models, source_ids: np.ndarray, *, max_len: int, beam_size: int
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# One task's training run
+# The task skeleton
 
 
-@dataclasses.dataclass
-class Trained:
-    """What :func:`train_and_export` leaves: the graphs, the vocabularies and the (staged) run dir."""
+class KerasGraph:
+    """A Keras graph behind the interface serving's seq2seq predictors drive (``serving.session.OnnxModel``'s
+    ``inputs``, ``outputs``, ``output_shape``, ``run``): evaluation decodes through the predictor's own code
+    (tokenisation, beam search, post-processing) before, and without, any export."""
 
-    models: object
-    source_vocab: list[str]
-    target_vocab: list[str]
-    run_dir: Path
-    meta: dict
-    train_seconds: float
+    def __init__(self, model, path: Path):
+        self.model, self.path = model, path
+        self.inputs = {tensor.name: tensor for tensor in model.inputs}
+        self.outputs = dict(model.output)
 
-    def predictor(self):
-        """The exported run over onnxruntime (``serving.load`` of the staged run dir)."""
-        import serving
+    def output_shape(self, name: str) -> list:
+        return list(self.outputs[name].shape)
 
-        return serving.load(self.run_dir)
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        out = self.model(feeds if len(self.inputs) > 1 else next(iter(feeds.values())), training=False)
+        return {name: np.asarray(value) for name, value in out.items() if outputs is None or name in outputs}
 
 
 def task_metadata(config: Seq2SeqConfig, task: str, source_vocab, target_vocab, source_kind: str,
                   target_kind: str) -> dict:
+    """What serving reads besides the graphs (its keys are serving's: ``max_source_len`` is ``--max-len``)."""
     return {
         "task": task,
         "source_vocab": list(source_vocab),
@@ -279,7 +275,7 @@ def task_metadata(config: Seq2SeqConfig, task: str, source_vocab, target_vocab, 
         "source_tokenizer": tokenizer_spec(source_kind),
         "target_tokenizer": tokenizer_spec(target_kind),
         "target_detokenizer": detokenizer(target_kind),
-        "max_source_len": config.max_source_len,
+        "max_source_len": config.max_len,
         "max_target_len": config.max_target_len,
         "long_input": "error",
         "decoding": {"beam_size": config.beam_size, "length_penalty": config.length_penalty},
@@ -288,65 +284,215 @@ def task_metadata(config: Seq2SeqConfig, task: str, source_vocab, target_vocab, 
 
 def keep_fitting(pairs: list[Pair], config: Seq2SeqConfig) -> list[Pair]:
     """The pairs within the length limits (training drops the others)."""
-    return [(s, t) for s, t in pairs if 0 < len(s) <= config.max_source_len and len(t) < config.max_target_len]
+    return [(s, t) for s, t in pairs if 0 < len(s) <= config.max_len and len(t) < config.max_target_len]
 
 
-def train_and_export(config: Seq2SeqConfig, run_dir: Path, splits: dict[str, list[Pair]], *, task: str,
-                     source_kind: str, target_kind: str, shared_vocab: bool = False,
-                     extra_meta: dict | None = None, max_vocab: int | None = None) -> Trained:
-    """Builds vocabularies from the training pairs, trains, exports encoder.onnx + decoder_step.onnx (parity
-    checked) and writes the vocabularies and model.weights.h5 into ``run_dir`` (a staged dir from
-    ``pipelines.training.task_run``).
+@dataclasses.dataclass
+class Prepared:
+    """The preprocessor of a seq2seq run: the vocabularies and the pairs within the length limits."""
 
-    Args:
-      splits: ``train`` and ``valid`` (and usually ``test``) lists of (source tokens, target tokens).
-      task: the metadata's task name (picks the serving predictor).
-      source_kind, target_kind: ``word``, ``char`` or ``whitespace``: the tokenisation the tokens came from
-        (stored in the metadata so serving tokenizes raw text the same way).
-      shared_vocab: one vocabulary for both sides (the auto-encoder).
-      extra_meta: more metadata for the task.
+    source_vocab: list[str]
+    target_vocab: list[str]
+    train: list[Pair]
+    valid: list[Pair]
 
-    Raises:
-      DataError: no training pair within the length limits.
+    def dataset(self, pairs: list[Pair], batch_size: int, *, shuffle: bool, seed: int = 0):
+        return make_dataset(to_ids([s for s, _ in pairs], self.source_vocab),
+                            to_ids([t for _, t in pairs], self.target_vocab), batch_size, shuffle=shuffle, seed=seed)
+
+    def parity_sources(self, n: int = 4, size: int = 16) -> list[np.ndarray]:
+        """Padded source-id batches of dev pairs (mixed lengths) for the export parity check."""
+        return [pad(to_ids([s for s, _ in self.valid[i: i + size]], self.source_vocab))
+                for i in range(0, n * size, size) if self.valid[i: i + size]]
+
+
+class Seq2SeqTask(Task):
+    """The contract for an encoder–decoder task. A subclass gives ``data``, ``pairs`` (its tokenisation),
+    ``evaluate`` and its metadata; the vocabularies, the model, the training (one ``runner.train`` phase on the
+    dev token accuracy) and the export of encoder.onnx + decoder_step.onnx are shared. Used directly,
+    ``Seq2SeqTask(splits)`` trains on given (source tokens, target tokens) pairs (``train``, ``valid``, ``test``).
     """
-    import time
 
-    from export.seq2seq_export import export_seq2seq
-    from models.seq2seq import build_seq2seq
+    name = "seq2seq"
+    config_class = Seq2SeqConfig
+    monitor = "token_accuracy"
+    doc = __doc__
+    source_kind: ClassVar[str] = "whitespace"
+    target_kind: ClassVar[str] = "whitespace"
+    shared_vocab: ClassVar[bool] = False  # one vocabulary for both sides (the auto-encoder)
 
-    train = keep_fitting(splits["train"], config)
-    valid = keep_fitting(splits["valid"], config) or train[:200]
-    if not train:
-        raise DataError(f"no training pair has 1-{config.max_source_len} source and fewer than "
-                        f"{config.max_target_len} target tokens")
-    if shared_vocab:
-        source_vocab = target_vocab = build_vocab([s for s, _ in train] + [t for _, t in train], config.min_count,
-                                                  max_vocab)
-    else:
-        source_vocab = build_vocab([s for s, _ in train], config.min_count, max_vocab)
-        target_vocab = build_vocab([t for _, t in train], config.min_count, max_vocab)
-    write_vocabularies(run_dir, source_vocab, target_vocab)
-    print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} ({len(train)} train pairs within the "
-          f"limits); vocabularies: source {len(source_vocab)}, target {len(target_vocab)}")
+    def __init__(self, splits: dict[str, list[Pair]] | None = None):
+        self.splits = splits
 
-    def dataset(pairs, shuffle):
-        return make_dataset(to_ids([s for s, _ in pairs], source_vocab), to_ids([t for _, t in pairs], target_vocab),
-                            config.batch_size, shuffle=shuffle, seed=config.seed)
+    def choices(self):
+        from models.recurrent import cell_choices
+        from pipelines.distribute import STRATEGIES
 
-    models = build_seq2seq(model_spec(config, len(source_vocab), len(target_vocab)))
-    started = time.time()
-    fit(models, config, run_dir, dataset(train, True), dataset(valid, False))
-    train_seconds = time.time() - started
-    models.trainer.save_weights(run_dir / WEIGHTS_FILE)
+        return {"cell": cell_choices(decoder=True), "attention": ATTENTIONS, "strategy": STRATEGIES}
 
-    parity_sources = [pad(to_ids([s for s, _ in valid[i: i + 16]], source_vocab)) for i in range(0, 64, 16)
-                      if valid[i: i + 16]]
-    meta = task_metadata(config, task, source_vocab, target_vocab, source_kind, target_kind)
-    meta = export_seq2seq(models, run_dir, {**meta, **(extra_meta or {})}, parity_sources, start_id=START_ID,
-                          saved_model=config.saved_model)
-    worst = max(v for graph in meta["parity"]["onnx_max_abs_diff"].values() for v in graph.values())
-    print(f"exported encoder.onnx + decoder_step.onnx ({meta['onnx_converter']}), parity max abs diff {worst:.2e}")
-    return Trained(models, source_vocab, target_vocab, run_dir, meta, train_seconds)
+    # -- data -----------------------------------------------------------------------------------------------------
+    def data(self, config):
+        if self.splits is None:
+            raise DataError("Seq2SeqTask needs its (source tokens, target tokens) pairs: Seq2SeqTask(splits)")
+        return self.splits
+
+    def pairs(self, ctx: Context) -> dict[str, list[Pair]]:
+        """The ``train`` and ``valid`` (source tokens, target tokens) pairs; by default the splits themselves."""
+        return ctx.splits
+
+    def extra_meta(self, ctx: Context) -> dict:
+        """The task's own metadata keys (beside the vocabularies, tokenizers and limits)."""
+        return {}
+
+    def preprocess(self, ctx: Context) -> Prepared:
+        """Vocabularies from the training pairs within the limits, written into the run dir.
+
+        Raises:
+          DataError: no training pair within the length limits.
+        """
+        c, pairs = ctx.config, self.pairs(ctx)
+        train = keep_fitting(pairs["train"], c)
+        valid = keep_fitting(pairs.get("valid", []), c) or train[:200]
+        if not train:
+            raise DataError(f"no training pair has 1-{c.max_len} source and fewer than {c.max_target_len} target "
+                            "tokens")
+        if self.shared_vocab:
+            source_vocab = target_vocab = build_vocab([s for s, _ in train] + [t for _, t in train], c.min_count)
+        else:
+            source_vocab = build_vocab([s for s, _ in train], c.min_count)
+            target_vocab = build_vocab([t for _, t in train], c.min_count)
+        write_vocabularies(ctx.run_dir, source_vocab, target_vocab)
+        print(f"data: {', '.join(f'{k} {len(v)}' for k, v in pairs.items())} ({len(train)} train pairs within the "
+              f"limits); vocabularies: source {len(source_vocab)}, target {len(target_vocab)}")
+        return Prepared(source_vocab, target_vocab, train, valid)
+
+    # -- model and training ---------------------------------------------------------------------------------------
+    def build_model(self, ctx: Context):
+        """The trainer, encoder and decoder step over one set of layers (``models.seq2seq.Seq2SeqModels``)."""
+        from models.seq2seq import build_seq2seq
+
+        return build_seq2seq(model_spec(ctx.config, len(ctx.prep.source_vocab), len(ctx.prep.target_vocab)))
+
+    def compile(self, ctx: Context, models):
+        """Adam + clipnorm (+ label smoothing); returns the trainer (what ``runner.train`` trains)."""
+        from models.seq2seq import compile_trainer
+        from pipelines import training
+
+        c = ctx.config
+        compile_trainer(models, training.optimizer(c.learning_rate, c.clipnorm, c.ema), c.label_smoothing)
+        return models.trainer
+
+    def train_data(self, ctx: Context, seed: int):
+        return ctx.prep.dataset(ctx.prep.train, ctx.config.batch_size * ctx.run.replicas, shuffle=True, seed=seed)
+
+    def validate(self, ctx: Context, models) -> dict:
+        if "dev_data" not in ctx.extras:
+            ctx.extras["dev_data"] = ctx.prep.dataset(ctx.prep.valid, ctx.config.batch_size, shuffle=False)
+        return {"token_accuracy": teacher_forced_accuracy(models, ctx.extras["dev_data"])}
+
+    # -- evaluation -----------------------------------------------------------------------------------------------
+    def predictor_class(self):
+        """The serving predictor of this task (evaluation runs it over the Keras graphs)."""
+        from serving.seq2seq import Seq2SeqPredictor
+
+        return Seq2SeqPredictor
+
+    def export_spec(self, ctx: Context, models=None) -> dict:
+        """The metadata serving reads besides what the export derives from the graphs."""
+        p = ctx.prep
+        meta = task_metadata(ctx.config, self.name, p.source_vocab, p.target_vocab, self.source_kind,
+                             self.target_kind)
+        return {**meta, **self.extra_meta(ctx)}
+
+    def keras_predictor(self, ctx: Context, models):
+        """The task's serving predictor over the Keras graphs (no export needed)."""
+        from serving.seq2seq import Seq2SeqModel
+
+        meta = {**self.export_spec(ctx), "states": models.spec.state_names, "attention": models.spec.attention}
+        graphs = Seq2SeqModel(KerasGraph(models.encoder, ctx.run_dir / "encoder (keras)"),
+                              KerasGraph(models.decoder_step, ctx.run_dir / "decoder_step (keras)"))
+        return self.predictor_class()(graphs, meta)
+
+    def decode_batch(self, ctx: Context) -> int:
+        """Sentences per decoding batch (Keras and onnxruntime alike)."""
+        return 64
+
+    def decode(self, ctx: Context, predictor, token_lists: list[list[str]], beam_size: int,
+               record: bool = True) -> list:
+        """Hypotheses for pre-tokenized inputs, ``decode_batch`` at a time. With ``record``, the Keras predictor's
+        decodings are kept (one per beam size): the export decodes the same inputs with onnxruntime and compares."""
+        hyps, batch = [], self.decode_batch(ctx)
+        for start in range(0, len(token_lists), batch):
+            hyps += predictor.decode_tokens(token_lists[start: start + batch], beam_size=beam_size)
+        if record and isinstance(predictor.model.encoder, KerasGraph):
+            ctx.extras.setdefault("decoded", {})[beam_size] = (list(token_lists), hyps)
+        return hyps
+
+    def evaluate(self, ctx: Context, models) -> dict:
+        """Dev token accuracy; greedy exact match on the test pairs (Keras decoding)."""
+        metrics = {"dev_token_accuracy": self.validate(ctx, models)["token_accuracy"]}
+        test = [(s, t) for s, t in ctx.splits.get("test", []) if s]
+        if test:
+            predictor = self.keras_predictor(ctx, models)
+            hyps = self.decode(ctx, predictor, [s for s, _ in test], 1)
+            metrics["test_exact_greedy"] = float(np.mean([predictor.output_tokens(h) == t
+                                                          for h, (_, t) in zip(hyps, test)]))
+        return metrics
+
+    # -- export ---------------------------------------------------------------------------------------------------
+    def float32_models(self, ctx: Context, models):
+        """The graphs in float32 (a copy when training ran in mixed precision) for export."""
+        import keras
+
+        policy = keras.mixed_precision.global_policy()
+        if policy.name == "float32":
+            return models
+        keras.mixed_precision.set_global_policy("float32")
+        try:
+            copy = self.build_model(ctx)
+            copy.trainer.set_weights(models.trainer.get_weights())
+        finally:
+            keras.mixed_precision.set_global_policy(policy)
+        return copy
+
+    def export(self, ctx: Context, models) -> dict:
+        """Writes ``model.weights.h5`` (what ``python -m export RUN_DIR`` rebuilds the graphs from) and exports
+        encoder.onnx + decoder_step.onnx (parity checked); then decodes what evaluation decoded with onnxruntime.
+        Returns the export's figures (:meth:`ort_figures`)."""
+        from export.seq2seq_export import export_seq2seq
+
+        models = self.float32_models(ctx, models)
+        models.trainer.save_weights(ctx.run_dir / WEIGHTS_FILE)
+        meta = export_seq2seq(models, ctx.run_dir, self.export_spec(ctx), ctx.prep.parity_sources(), start_id=START_ID,
+                              saved_model=ctx.config.saved_model)
+        worst = max(v for graph in meta["parity"]["onnx_max_abs_diff"].values() for v in graph.values())
+        print(f"exported encoder.onnx + decoder_step.onnx ({meta['onnx_converter']}), parity max abs diff {worst:.2e}")
+        return {**self.ort_figures(self.ort_decodings(ctx)), "onnx_max_abs_diff": worst}
+
+    def ort_decodings(self, ctx: Context) -> dict:
+        """For each beam size evaluation decoded with: (inputs, onnxruntime decodings differing from Keras' in
+        tokens or end, seconds onnxruntime took)."""
+        import serving
+
+        predictor, batch, out = serving.load(ctx.run_dir), self.decode_batch(ctx), {}
+        for beam, (token_lists, keras_hyps) in ctx.extras.get("decoded", {}).items():
+            started, ort = time.time(), []
+            for start in range(0, len(token_lists), batch):
+                ort += predictor.decode_tokens(token_lists[start: start + batch], beam_size=beam)
+            differ = sum(a.ids != b.ids or a.finished != b.finished for a, b in zip(ort, keras_hyps))
+            out[beam] = (len(token_lists), differ, time.time() - started)
+            if differ:
+                print(f"warning: onnxruntime and Keras {'greedy' if beam == 1 else f'beam {beam}'} outputs differ on "
+                      f"{differ} of {len(token_lists)} inputs")
+        return out
+
+    def ort_figures(self, decodings: dict) -> dict:
+        """The export's figures of :meth:`ort_decodings`: mismatches per decoding and the onnxruntime time."""
+        figures = {}
+        for beam, (_, differ, _) in decodings.items():
+            figures["keras_ort_greedy_mismatches" if beam == 1 else "keras_ort_beam_mismatches"] = differ
+        figures["ort_decode_seconds"] = round(sum(seconds for _, _, seconds in decodings.values()), 1)
+        return figures
 
 
 def load_models(run_dir: str | Path):
@@ -356,12 +502,12 @@ def load_models(run_dir: str | Path):
 
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
-    m = meta["model"]
     config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    m = {**{k: config[k] for k in ("attention_units", "dropout") if k in config}, **meta["model"]}
     spec = Seq2SeqSpec(len(meta["source_vocab"]), len(meta["target_vocab"]), cell=m["cell"], embed_dim=m["embed_dim"],
                        hidden=m["hidden"], layers=m["layers"], bidirectional=m["bidirectional"],
-                       attention=m["attention"], attention_units=config.get("attention_units", 64),
-                       dropout=config.get("dropout", 0.0))
+                       attention=m["attention"], attention_units=m.get("attention_units", 64),
+                       dropout=m.get("dropout", 0.0))
     models = build_seq2seq(spec)
     models.trainer.load_weights(run_dir / WEIGHTS_FILE)
     return models, meta

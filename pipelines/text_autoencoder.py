@@ -9,6 +9,9 @@ document vector → sentence vectors → words) on multi-sentence documents.
 
 Data: built-in sentences from a small grammar by default, or the English side of Tatoeba (``cmn.txt``) with
 ``--data-dir`` (train split for training, test split held out, per ../shared/data/SPLITS.md).
+
+Training phases (each resumable on its own): ``train``, the sentence auto-encoder, the dev token accuracy picking
+the epoch; then ``document`` (``--doc-epochs``), the document level on the frozen sentence vectors.
 """
 
 from __future__ import annotations
@@ -18,14 +21,13 @@ import dataclasses
 import json
 import random
 import sys
-import time
 
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import run_command_line
 from pipelines.readers import DataError
-from pipelines.seq2seq import CHOICES, Seq2SeqConfig
+from pipelines.seq2seq import Seq2SeqConfig, Seq2SeqTask
+from pipelines.task import Context
 
 TASK = "text_autoencoder"
 PAIR = ("white blood cells destroyed the infection", "the infection destroyed white blood cells")
@@ -37,7 +39,8 @@ class TextAutoencoderConfig(Seq2SeqConfig):
     attention: str = dataclasses.field(default="none", metadata={"help": "must stay none: the vector is the only "
                                                                          "path from encoder to decoder"})
     hidden: int = dataclasses.field(default=128, metadata={"help": "encoder units per direction"})
-    max_source_len: int = 20
+    max_len: int = dataclasses.field(default=20, metadata={"help": "longest sentence in words (longer: dropped "
+                                                                     "from training, refused in serving)"})
     max_target_len: int = 22
     beam_size: int = 1
     synthetic_size: int = dataclasses.field(default=4000, metadata={"help": "built-in training sentences"})
@@ -89,20 +92,26 @@ def synthetic_sentences(size: int, held_out: int, seed: int = 0) -> dict[str, li
     return {"train": sentences[:size], "test": sentences[size:]}
 
 
-def load_sentences(config: TextAutoencoderConfig) -> tuple[dict[str, list[str]], str]:
+def load_sentences(config: TextAutoencoderConfig) -> dict[str, list[str]]:
+    """``train``, ``valid`` and ``test`` sentences; without a dev split (the built-in data), ``valid`` is a sample of
+    200 training sentences."""
     if config.data_dir is None:
-        return synthetic_sentences(config.synthetic_size, config.held_out, config.seed), "synthetic"
-    from pipelines.tatoeba import read_tatoeba
+        splits = synthetic_sentences(config.synthetic_size, config.held_out, config.seed)
+    else:
+        from pipelines.tatoeba import read_tatoeba
 
-    splits = read_tatoeba(config.data_dir)
+        pairs = read_tatoeba(config.data_dir)
 
-    def english(pairs):  # Tatoeba repeats an English sentence for each of its translations
-        return list(dict.fromkeys(en for en, _ in pairs))
+        def english(split):  # Tatoeba repeats an English sentence for each of its translations
+            return list(dict.fromkeys(en for en, _ in split))
 
-    train = english(splits["train"])
-    if config.max_train:
-        train = train[: config.max_train]
-    return {"train": train, "valid": english(splits["valid"]), "test": english(splits["test"])}, "tatoeba"
+        train = english(pairs["train"])
+        splits = {"train": train[: config.max_train or None], "valid": english(pairs["valid"]),
+                  "test": english(pairs["test"])}
+    if not splits.get("valid"):
+        train = splits["train"]
+        splits["valid"] = random.Random(config.seed).sample(train, min(200, len(train)))
+    return splits
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -154,8 +163,14 @@ def documents(sentences: list[str], most: int, seed: int) -> list[list[str]]:
     return [d for d in docs if len(d) >= 2]
 
 
+def embed(predictor, sentences: list[str], batch: int = 128) -> np.ndarray:
+    """Sentence vectors [n, dim], ``batch`` sentences per encoder call."""
+    return np.concatenate([predictor.embed_batch(sentences[i: i + batch]) for i in range(0, len(sentences), batch)]
+                          or [np.zeros((0, predictor.dim), np.float32)])
+
+
 def _doc_arrays(docs: list[list[str]], predictor, most: int) -> np.ndarray:
-    vectors = predictor.encode_batch([s for d in docs for s in d])
+    vectors = embed(predictor, [s for d in docs for s in d])
     out = np.zeros((len(docs), most, predictor.dim), np.float32)
     row = 0
     for i, d in enumerate(docs):
@@ -164,28 +179,16 @@ def _doc_arrays(docs: list[list[str]], predictor, most: int) -> np.ndarray:
     return out
 
 
-def hierarchical(config: TextAutoencoderConfig, predictor, train_docs, test_docs) -> dict:
-    """Trains the document level on the sentence vectors of the training documents (the sentence level stays
-    frozen) and measures documents reconstructed through their document vector: sentence count right, sentences
-    exactly right, whole documents exactly right; and how a document vector changes when its sentences swap."""
-    import keras
-
-    from models.seq2seq import build_document_autoencoder, masked_vector_loss
-    from pipelines import training
-
-    doc = build_document_autoencoder(predictor.dim, config.doc_hidden, config.doc_sentences)
-    x = _doc_arrays(train_docs, predictor, config.doc_sentences)
-    present = (np.abs(x).sum(-1, keepdims=True) > 0).astype(np.float32)
-    doc.trainer.compile(optimizer=training.optimizer(config.learning_rate, config.clipnorm),
-                        loss={"vectors": masked_vector_loss, "present": keras.losses.BinaryCrossentropy()})
-    doc.trainer.fit(x, {"vectors": x, "present": present}, epochs=config.doc_epochs, batch_size=config.batch_size,
-                    verbose=0, shuffle=True)
+def document_scores(config: TextAutoencoderConfig, predictor, doc, test_docs) -> tuple[dict, dict]:
+    """Documents reconstructed through their document vector: sentence count right, sentences exactly right, whole
+    documents exactly right; and how a document vector changes when its sentences swap. Returns (metrics, an
+    example)."""
     test_x = _doc_arrays(test_docs, predictor, config.doc_sentences)
     out = doc.decoder(doc.encoder(test_x, training=False), training=False)
     flags = np.asarray(out["present"])[..., 0] > 0.5
     vectors = np.asarray(out["vectors"])
     counts = flags.sum(1)
-    decoded = predictor.decode_batch(vectors.reshape(-1, predictor.dim), beam_size=1)
+    decoded = predictor.decode_vector_batch(vectors.reshape(-1, predictor.dim), beam_size=1)
     decoded = [decoded[i * config.doc_sentences: (i + 1) * config.doc_sentences] for i in range(len(test_docs))]
     sentence_hits = total = doc_hits = 0
     for d, flag, outs in zip(test_docs, flags, decoded):
@@ -211,92 +214,130 @@ def hierarchical(config: TextAutoencoderConfig, predictor, train_docs, test_docs
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def run(config: TextAutoencoderConfig) -> dict:
-    """Trains, exports, evaluates; returns the metrics. The run dir appears only when all succeeded."""
-    from pipelines import training
-    from pipelines.seq2seq import tokenize, train_and_export
+class TextAutoencoder(Seq2SeqTask):
+    """Sentence → vector → sentence, then documents through their sentence vectors."""
 
-    config.check()
-    config = config.resolved()
-    sentences, source = load_sentences(config)
-    with training.task_run(config, TASK) as run_dir:
-        started = time.time()
-        train_tokens = tokenize(sentences["train"], "word")
-        rng = random.Random(config.seed)
-        valid = sentences.get("valid") or rng.sample(sentences["train"], min(200, len(sentences["train"])))
-        valid_tokens = tokenize(valid, "word")
-        pairs = {"train": [(t, t) for t in train_tokens], "valid": [(t, t) for t in valid_tokens]}
-        trained = train_and_export(config, run_dir, pairs, task=TASK, source_kind="word", target_kind="word",
-                                   shared_vocab=True, extra_meta={"data": source, "vector": "state_h ‖ state_c"})
-        predictor = trained.predictor()
+    name = TASK
+    config_class = TextAutoencoderConfig
+    demo_input = PAIR[1]
+    doc = __doc__
+    source_kind = target_kind = "word"
+    shared_vocab = True
 
+    def data(self, config):
+        return load_sentences(config)
+
+    def pairs(self, ctx: Context):
+        from pipelines.seq2seq import tokenize
+
+        train_tokens = tokenize(ctx.splits["train"], "word")
+        # the training sentences within the limit: the document level's data and the neighbours' pool
+        ctx.extras["fits"] = [s for s, t in zip(ctx.splits["train"], train_tokens) if 0 < len(t) <= ctx.config.max_len]
+        return {"train": [(t, t) for t in train_tokens],
+                "valid": [(t, t) for t in tokenize(ctx.splits["valid"], "word")]}
+
+    def extra_meta(self, ctx: Context) -> dict:
+        return {"data": "synthetic" if ctx.config.data_dir is None else "tatoeba", "vector": "state_h ‖ state_c"}
+
+    def predictor_class(self):
+        from serving.text_autoencoder import TextAutoencoderPredictor
+
+        return TextAutoencoderPredictor
+
+    def decode_batch(self, ctx: Context) -> int:
+        return 128
+
+    def fit(self, ctx: Context):
+        """Phase ``train``: the sentence auto-encoder; phase ``document``: the document level."""
+        models = super().fit(ctx)
+        if ctx.config.doc_epochs:
+            ctx.extras["document_model"] = self.fit_documents(ctx, models)
+        return models
+
+    def fit_documents(self, ctx: Context, models):
+        """Trains the document level on the sentence vectors of the training documents (the sentence level stays
+        frozen): one resumable ``runner.train`` phase, ``document``, the last epoch's weights kept."""
+        import keras
+        import tensorflow as tf
+
+        from models.seq2seq import build_document_autoencoder, masked_vector_loss
+        from pipelines import runner, training
+
+        c = ctx.config
+        predictor = self.keras_predictor(ctx, models)
+        x = _doc_arrays(documents(ctx.extras["fits"], c.doc_sentences, c.seed), predictor, c.doc_sentences)
+        if not len(x):
+            print("no training documents: the document level is skipped")
+            return None
+        present = (np.abs(x).sum(-1, keepdims=True) > 0).astype(np.float32)
+        with ctx.run.strategy.scope():
+            doc = build_document_autoencoder(predictor.dim, c.doc_hidden, c.doc_sentences)
+            doc.trainer.compile(optimizer=training.optimizer(c.learning_rate, c.clipnorm, c.ema),
+                                loss={"vectors": masked_vector_loss, "present": keras.losses.BinaryCrossentropy()})
+
+        def dataset(seed):
+            return (tf.data.Dataset.from_tensor_slices((x, {"vectors": x, "present": present}))
+                    .shuffle(len(x), seed=seed, reshuffle_each_iteration=True).batch(c.batch_size * ctx.run.replicas))
+
+        runner.train(doc.trainer, lambda epoch: ctx.run.epoch_data(dataset, epoch), ctx.run, phase="document",
+                     epochs=c.doc_epochs)
+        return doc
+
+    def evaluate(self, ctx: Context, models) -> dict:
+        """Reconstruction of held-out sentences, the lecture's pair, nearest neighbours, documents (Keras graphs
+        through the serving predictor); examples and neighbours in ``examples.json``."""
+        from pipelines.seq2seq import tokenize
+
+        c, sentences = ctx.config, ctx.splits
+        predictor = self.keras_predictor(ctx, models)
         test = [s for s, t in zip(sentences["test"], tokenize(sentences["test"], "word"))
-                if 0 < len(t) <= config.max_source_len][: config.held_out]
+                if 0 < len(t) <= c.max_len][: c.held_out]
         refs = [predictor.tokens(s) for s in test]
-        vectors = np.concatenate([predictor.encode_batch(test[i: i + 128]) for i in range(0, len(test), 128)])
-        outputs = []
-        for i in range(0, len(test), 128):
-            outputs += [predictor.output_tokens(h) for h in predictor.decode_tokens(refs[i: i + 128], beam_size=1)]
+        outputs = [predictor.output_tokens(h) for h in self.decode(ctx, predictor, refs, 1)]
         metrics = reconstruction(refs, outputs)
         metrics["held_out_sentences"] = len(test)
 
-        pair_vectors = predictor.encode_batch(list(PAIR))
+        pair_vectors = predictor.embed_batch(list(PAIR))
         metrics["pair_cosine"] = round(cosine(*pair_vectors), 4)
         metrics["pair_bag_of_words_cosine"] = round(bag_of_words_cosine(*[predictor.tokens(s) for s in PAIR]), 4)
         metrics["pair_reconstructed"] = int(all(
-            predictor.decode(v) == " ".join(predictor.tokens(s)) for s, v in zip(PAIR, pair_vectors)))
+            predictor.decode_vector(v) == " ".join(predictor.tokens(s)) for s, v in zip(PAIR, pair_vectors)))
 
-        pool = test + [s for s, t in zip(sentences["train"], train_tokens) if 0 < len(t) <= config.max_source_len][:2000]
-        pool_vectors = np.concatenate([vectors, *(predictor.encode_batch(pool[len(test):][i: i + 128])
-                                                  for i in range(0, len(pool) - len(test), 128))])
+        pool = test + ctx.extras["fits"][:2000]
         queries = list(PAIR) + test[:3]
-        neighbours = nearest_neighbours(queries, predictor.encode_batch(queries), pool, pool_vectors)
+        neighbours = nearest_neighbours(queries, predictor.embed_batch(queries), pool, embed(predictor, pool))
 
         doc_example = None
-        if config.doc_epochs:
-            fits = [s for s, t in zip(sentences["train"], train_tokens) if 0 < len(t) <= config.max_source_len]
-            doc_metrics, doc_example = hierarchical(config, predictor, documents(fits, config.doc_sentences,
-                                                                                   config.seed),
-                                                    documents(test, config.doc_sentences, config.seed + 1))
+        if ctx.extras.get("document_model") is not None:
+            doc_metrics, doc_example = document_scores(c, predictor, ctx.extras["document_model"],
+                                                       documents(test, c.doc_sentences, c.seed + 1))
             metrics.update(doc_metrics)
-        parity = trained.meta["parity"]["onnx_max_abs_diff"]
-        metrics.update({
-            "vector_size": predictor.dim,
-            "parameters": trained.models.trainer.count_params(),
-            "train_seconds": round(trained.train_seconds, 1),
-            "total_seconds": round(time.time() - started, 1),
-            "onnx_max_abs_diff": max(v for graph in parity.values() for v in graph.values()),
-        })
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        metrics.update({"vector_size": predictor.dim, "parameters": models.trainer.count_params()})
         report = {"neighbours": neighbours, "document_example": doc_example,
                   "examples": [{"input": s, "output": " ".join(o)} for s, o in zip(test[:10], outputs[:10])]}
-        (run_dir / "examples.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                               encoding="utf-8")
+        (ctx.run_dir / "examples.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                                   encoding="utf-8")
         print(f"\nthe lecture's pair: cosine {metrics['pair_cosine']:.3f} (bag of words: "
               f"{metrics['pair_bag_of_words_cosine']:.1f})")
         print("nearest neighbours (cosine of the sentence vectors):")
         for q, near in neighbours.items():
-            print(f"  {q}\n" + "".join(f"    {s}  ({c:.3f})\n" for s, c in near), end="")
+            print(f"  {q}\n" + "".join(f"    {s}  ({cos:.3f})\n" for s, cos in near), end="")
         if doc_example:
             print(f"a held-out document through its document vector:\n  in:  {doc_example['document']}\n"
                   f"  out: {doc_example['reconstructed']}")
-    return metrics
+        return metrics
+
+
+TEXT_AUTOENCODER = TextAutoencoder()
+
+
+def run(config: TextAutoencoderConfig) -> dict:
+    """Trains, evaluates, exports; returns the metrics. The run dir appears only when all succeeded."""
+    return TEXT_AUTOENCODER.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    config, metrics = run_command_line(
-        TextAutoencoderConfig, run, argv, module_doc=__doc__, prog="python -m pipelines.text_autoencoder",
-        choices=CHOICES)
-    if metrics is None:
-        return 2
-
-    import serving
-
-    predictor = serving.load(config.out)
-    vector = predictor.encode(PAIR[1])
-    print(f"\nonnxruntime, {config.out}: encode({PAIR[1]!r}) → {predictor.dim} values; decode → "
-          f"{predictor.decode(vector)!r}")
-    return 0
+    return TEXT_AUTOENCODER.main(argv)
 
 
 if __name__ == "__main__":

@@ -74,14 +74,15 @@ class TextPreprocessor:
 
 def training_dataset(
     examples: list[TextExample], preprocessor: TextPreprocessor, *, batch_size: int, seed: int,
-    token_dropout: float = 0.0,
+    token_dropout: float = 0.0, drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Shuffled, length-bucketed, padded batches of (ids, label) for ``fit``."""
+    """Shuffled, length-bucketed, padded batches of (ids, label) for ``fit`` (``drop_remainder``: only full
+    batches, for distributed training)."""
     dataset = tf.data.Dataset.from_tensor_slices(([ex.text for ex in examples], [ex.label for ex in examples]))
     dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return bucketed_batches(
         dataset, batch_size, preprocessor.max_len, seed=seed, padding_values=(0, -1),
-        augment=word_dropout(token_dropout, seed) if token_dropout else None,
+        augment=word_dropout(token_dropout, seed) if token_dropout else None, drop_remainder=drop_remainder,
     )
 
 
@@ -92,10 +93,9 @@ def inference_dataset(texts: list[str], preprocessor: TextPreprocessor, batch_si
     return ordered_batches(dataset, batch_size)
 
 
-
 def language_model_dataset(
     examples: list[TextExample], preprocessor: TextPreprocessor, *, batch_size: int, seed: int, out_vocab: int,
-    bidirectional: bool,
+    bidirectional: bool, drop_remainder: bool = False,
 ) -> tf.data.Dataset:
     """Batches of (ids, {"next": ids shifted left[, "previous": ids shifted right]}) for language-model
     pre-training on the texts alone. Targets beyond the first ``out_vocab`` ids become ``<unk>``; -1 pads."""
@@ -112,4 +112,5 @@ def language_model_dataset(
     dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.map(targets, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     pads = {"next": -1, "previous": -1} if bidirectional else {"next": -1}
-    return bucketed_batches(dataset, batch_size, preprocessor.max_len, seed=seed, padding_values=(0, pads))
+    return bucketed_batches(dataset, batch_size, preprocessor.max_len, seed=seed, padding_values=(0, pads),
+                            drop_remainder=drop_remainder)

@@ -3,7 +3,7 @@
 The encoder reads the English sentence (tensorflow-text words) into its memory; the decoder writes the output one
 symbol at a time (Chinese characters, or digits for the built-in pair), each fed back as its next input, until it
 emits the end symbol ``</s>``. Evaluated by BLEU (sacrebleu, its ``zh`` tokenizer) on the test split, greedy and
-beam search side by side, decoded by onnxruntime from the exported encoder.onnx + decoder_step.onnx.
+beam search side by side; the export's encoder.onnx + decoder_step.onnx decode the same sentences with onnxruntime.
 
 Data: a built-in synthetic pair (English number words → digits, "three hundred forty two" → "342") by default, or
 Tatoeba English–Chinese (``cmn.txt``) with ``--data-dir``, split as ../shared/data/SPLITS.md fixes.
@@ -15,16 +15,14 @@ import dataclasses
 import json
 import random
 import sys
-import time
 from pathlib import Path
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
-from pipelines.config import build_parser, from_args
-from pipelines.readers import DataError
-from pipelines.seq2seq import CHOICES, Seq2SeqConfig
+from pipelines.seq2seq import Seq2SeqConfig, Seq2SeqTask
+from pipelines.task import Context
 
 TASK = "translation"
-DEMO = {"synthetic": "four thousand six hundred twelve", "tatoeba": "I like to drink tea."}
+DEMO = "four thousand six hundred twelve"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,136 +128,115 @@ def heatmap(path: Path, items: list[tuple[list[str], list[str], list[list[float]
     plt.close(fig)
 
 
-def evaluate(config: TranslationConfig, trained, test: list[tuple[str, str]], source_kind: str,
-             bleu_tokenize: str = "zh") -> tuple[dict, list]:
-    """BLEU greedy and beam (onnxruntime), Keras-vs-ORT greedy agreement, examples, heat-map."""
-    import numpy as np
-
-    from pipelines.seq2seq import keras_decode, pad, to_ids, tokenize
-    from serving.seq2seq import detokenize
-    from serving.tokenizer import case_fold
-
-    if config.eval_limit:
-        test = test[: config.eval_limit]
-    sources = tokenize([en for en, _ in test], source_kind)
-    keep = [i for i, s in enumerate(sources) if s]
-    sources = [sources[i] for i in keep]
-    references = [case_fold(test[i][1]) for i in keep]  # the targets were NFKC case-folded for training too
-    predictor = trained.predictor()
-    out, mismatches, started = {}, 0, time.time()
-    for beam in (1, config.beam_size):
-        hyps = []
-        for start in range(0, len(sources), 64):
-            hyps += predictor.decode_tokens(sources[start: start + 64], beam_size=beam)
-        out[beam] = hyps
-    decode_seconds = time.time() - started
-    for start in range(0, len(sources), 64):
-        chunk = sources[start: start + 64]
-        keras_hyps = keras_decode(trained.models, pad(to_ids(chunk, trained.source_vocab)),
-                                  max_len=config.max_target_len)
-        mismatches += sum(k.ids != o.ids for k, o in zip(keras_hyps, out[1][start: start + 64]))
-    texts = {beam: [detokenize(predictor.output_tokens(h), predictor.detokenizer) for h in hyps]
-             for beam, hyps in out.items()}
-    metrics = {
-        "bleu_greedy": round(bleu(texts[1], references, bleu_tokenize), 2),
-        f"bleu_beam{config.beam_size}": round(bleu(texts[config.beam_size], references, bleu_tokenize), 2),
-        "exact_greedy": float(np.mean([h == r for h, r in zip(texts[1], references)])),
-        "exact_beam": float(np.mean([h == r for h, r in zip(texts[config.beam_size], references)])),
-        "unfinished_greedy": sum(not h.finished for h in out[1]),
-        "keras_ort_greedy_mismatches": mismatches,
-        "test_pairs": len(sources),
-        "ort_decode_seconds": round(decode_seconds, 1),
-    }
-    examples = [{"source": test[i][0], "reference": test[i][1], "greedy": texts[1][k],
-                 f"beam{config.beam_size}": texts[config.beam_size][k]}
-                for k, i in enumerate(keep[: config.examples])]
-    if config.attention != "none" and config.heatmaps:
-        items = []
-        longer = [k for k in range(len(sources)) if len(sources[k]) >= 4]  # more to see than in "Hi."
-        for k in (longer or list(range(len(sources))))[: config.heatmaps]:
-            hyp = out[config.beam_size][k]
-            if hyp.attention is not None:
-                items.append((sources[k], predictor.output_tokens(hyp),
-                              [row[: len(sources[k])] for row in hyp.attention.tolist()]))
-        if items:
-            heatmap(trained.run_dir / "attention.png", items)
-    return metrics, examples
+def data_source(config: TranslationConfig) -> str:
+    return "synthetic" if config.data_dir is None else "tatoeba"
 
 
-def load_data(config: TranslationConfig) -> tuple[dict, str]:
+def load_data(config: TranslationConfig) -> dict:
+    """The (English, target) text pairs per split; ``--max-train`` keeps the first training pairs (Tatoeba's file
+    runs from short to long sentences) and a tenth as many dev pairs (at least 100)."""
     if config.data_dir is None:
-        return synthetic_splits(config.synthetic_size, config.seed), "synthetic"
-    from pipelines.tatoeba import read_tatoeba
+        splits = synthetic_splits(config.synthetic_size, config.seed)
+    else:
+        from pipelines.tatoeba import read_tatoeba
 
-    return read_tatoeba(config.data_dir), "tatoeba"
-
-
-def run(config: TranslationConfig) -> dict:
-    """Trains, exports, evaluates; returns the metrics. The run dir appears only when all succeeded."""
-    from pipelines import training
-    from pipelines.seq2seq import tokenize, train_and_export
-
-    config.check()
-    config = config.resolved()
-    splits, source = load_data(config)
-    if config.max_train:  # a CPU budget: the first pairs (Tatoeba's file runs from short to long sentences)
+        splits = read_tatoeba(config.data_dir)
+    if config.max_train:
         splits = {**splits, "train": splits["train"][: config.max_train],
                   "valid": splits["valid"][: max(config.max_train // 10, 100)]}
-    target_kind = "char"
-    with training.task_run(config, TASK) as run_dir:
-        started = time.time()
-        pairs = {}
-        for name, split in splits.items():
-            if name == "test":
-                continue
-            src = tokenize([en for en, _ in split], "word")
-            tgt = tokenize([zh for _, zh in split], target_kind)
-            pairs[name] = list(zip(src, tgt))
-        trained = train_and_export(config, run_dir, pairs, task=TASK, source_kind="word", target_kind=target_kind,
-                                   extra_meta={"data": source})
-        metrics, examples = evaluate(config, trained, splits["test"], "word",
-                                     "zh" if source == "tatoeba" else "char")
-        parity = trained.meta["parity"]["onnx_max_abs_diff"]
-        metrics.update({
-            "attention": {"none": 0, "additive": 1, "dot": 2}[config.attention],
-            "beam_size": config.beam_size,
-            "parameters": trained.models.trainer.count_params(),
-            "train_seconds": round(trained.train_seconds, 1),
-            "total_seconds": round(time.time() - started, 1),
-            "onnx_max_abs_diff": max(v for graph in parity.values() for v in graph.values()),
-        })
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        (run_dir / "examples.json").write_text(json.dumps(examples, indent=2, ensure_ascii=False) + "\n",
-                                               encoding="utf-8")
+    return splits
+
+
+class Translation(Seq2SeqTask):
+    """English words → target characters; the dev token accuracy picks the epoch, test BLEU is reported."""
+
+    name = TASK
+    config_class = TranslationConfig
+    demo_input = DEMO
+    doc = __doc__
+    source_kind, target_kind = "word", "char"
+
+    def data(self, config):
+        return load_data(config)
+
+    def pairs(self, ctx: Context):
+        from pipelines.seq2seq import tokenize
+
+        return {name: list(zip(tokenize([en for en, _ in split], self.source_kind),
+                               tokenize([zh for _, zh in split], self.target_kind)))
+                for name, split in ctx.splits.items() if name != "test"}
+
+    def extra_meta(self, ctx: Context) -> dict:
+        return {"data": data_source(ctx.config)}
+
+    def predictor_class(self):
+        from serving.translation import TranslationPredictor
+
+        return TranslationPredictor
+
+    def evaluate(self, ctx: Context, models) -> dict:
+        """BLEU and exact match, greedy and beam (Keras decoding through the serving predictor), example
+        translations (``examples.json``) and the attention heat-maps (``attention.png``)."""
+        import numpy as np
+
+        from pipelines.seq2seq import tokenize
+        from serving.seq2seq import detokenize
+        from serving.tokenizer import case_fold
+
+        c = ctx.config
+        test = ctx.splits["test"][: c.eval_limit or None]
+        sources = tokenize([en for en, _ in test], self.source_kind)
+        keep = [i for i, s in enumerate(sources) if s]
+        sources = [sources[i] for i in keep]
+        references = [case_fold(test[i][1]) for i in keep]  # the targets were NFKC case-folded for training too
+        predictor = self.keras_predictor(ctx, models)
+        out = {beam: self.decode(ctx, predictor, sources, beam) for beam in (1, c.beam_size)}
+        texts = {beam: [detokenize(predictor.output_tokens(h), predictor.detokenizer) for h in hyps]
+                 for beam, hyps in out.items()}
+        bleu_tokenize = "zh" if data_source(c) == "tatoeba" else "char"
+        metrics = {
+            "bleu_greedy": round(bleu(texts[1], references, bleu_tokenize), 2),
+            f"bleu_beam{c.beam_size}": round(bleu(texts[c.beam_size], references, bleu_tokenize), 2),
+            "exact_greedy": float(np.mean([h == r for h, r in zip(texts[1], references)])),
+            "exact_beam": float(np.mean([h == r for h, r in zip(texts[c.beam_size], references)])),
+            "unfinished_greedy": sum(not h.finished for h in out[1]),
+            "test_pairs": len(sources),
+            "attention": {"none": 0, "additive": 1, "dot": 2}[c.attention],
+            "beam_size": c.beam_size,
+            "parameters": models.trainer.count_params(),
+        }
+        examples = [{"source": test[i][0], "reference": test[i][1], "greedy": texts[1][k],
+                     f"beam{c.beam_size}": texts[c.beam_size][k]} for k, i in enumerate(keep[: c.examples])]
+        (ctx.run_dir / "examples.json").write_text(json.dumps(examples, indent=2, ensure_ascii=False) + "\n",
+                                                   encoding="utf-8")
         print("\nexample translations (test split):")
         for ex in examples:
             print(f"  {ex['source']}\n    reference: {ex['reference']}\n    greedy:    {ex['greedy']}\n"
-                  f"    beam {config.beam_size}:    {ex[f'beam{config.beam_size}']}")
-    metrics["data"] = source
-    return metrics
+                  f"    beam {c.beam_size}:    {ex[f'beam{c.beam_size}']}")
+        if c.attention != "none" and c.heatmaps:
+            items = []
+            longer = [k for k in range(len(sources)) if len(sources[k]) >= 4]  # more to see than in "Hi."
+            for k in (longer or list(range(len(sources))))[: c.heatmaps]:
+                hyp = out[c.beam_size][k]
+                if hyp.attention is not None:
+                    items.append((sources[k], predictor.output_tokens(hyp),
+                                  [row[: len(sources[k])] for row in hyp.attention.tolist()]))
+            if items:
+                heatmap(ctx.run_dir / "attention.png", items)
+                print(f"attention heat-maps: {Path(c.out) / 'attention.png'}")
+        return metrics
+
+
+TRANSLATION = Translation()
+
+
+def run(config: TranslationConfig) -> dict:
+    """Trains, evaluates, exports; returns the metrics. The run dir appears only when all succeeded."""
+    return TRANSLATION.run(config)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(TranslationConfig, __doc__.split("\n\n")[1], choices=CHOICES,
-                          prog="python -m pipelines.translation")
-    config = from_args(TranslationConfig, parser.parse_args(argv))
-    try:
-        metrics = run(config)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    data = metrics.pop("data")
-    print(json.dumps(metrics, indent=2))
-
-    import serving
-
-    demo = DEMO[data]
-    result = serving.load(config.out).predict(demo)
-    print(f"\nonnxruntime, {config.out}/encoder.onnx + decoder_step.onnx (beam {result.beam_size}):\n"
-          f"  {demo!r} → {result.output!r}")
-    if (Path(config.out) / "attention.png").is_file():
-        print(f"attention heat-maps: {config.out}/attention.png")
-    return 0
+    return TRANSLATION.main(argv)
 
 
 if __name__ == "__main__":

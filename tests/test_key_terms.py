@@ -219,8 +219,8 @@ def test_decoding_spans_scores_and_merged_terms():
 
 # --- trained model: export, serving, windows, errors ------------------------------------------------------------------
 
-SMALL = dict(epochs=3, embed_dim=24, units=24, layers=1, learning_rate=1e-2, synthetic_size=160, patience=3,
-             batch_size=16, max_len=48, stride=32, dropout=0.1, word_dropout=0.1, min_count=1)
+SMALL = dict(epochs=3, embed_dim=24, hidden=24, layers=1, learning_rate=1e-2, synthetic_size=160, patience=3,
+             batch_size=16, max_len=48, stride=32, dropout=0.1, token_dropout=0.1, min_count=1)
 
 
 @pytest.fixture(scope="module")
@@ -317,6 +317,19 @@ def test_bad_input_errors(predictor):
         predictor.predict_batch("a filter bank")
     with pytest.raises(InputError, match="use predict_batch for many"):
         predictor.predict(["a", "b"])
+
+
+def test_old_flag_spellings_still_work_and_name_their_replacements():
+    from pipelines.common import build_parser, with_deprecated
+    from pipelines.key_terms import KeyTermsConfig
+
+    with pytest.warns(FutureWarning) as caught:
+        args = build_parser(KeyTermsConfig, "").parse_args(["--units", "24", "--word-dropout", "0.1"])
+    assert (args.hidden, args.token_dropout) == (24, 0.1)
+    assert [str(w.message) for w in caught] == ["--units is deprecated; use --hidden",
+                                                "--word-dropout is deprecated; use --token-dropout"]
+    with pytest.warns(FutureWarning, match="--word-dropout is deprecated; use --token-dropout"):
+        assert with_deprecated(KeyTermsConfig, word_dropout=0.3).token_dropout == 0.3
 
 
 def test_bad_settings_and_data_dir_get_clear_errors(tmp_path, capsys):

@@ -238,7 +238,7 @@ def parsing_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("parsing") / "run"
     config = ParsingConfig(out=str(out), quick=True, synthetic_size=200, epochs=2, saved_model=False,
-                           max_source_len=30)
+                           max_len=30)
     return out, run(config)
 
 
@@ -303,7 +303,7 @@ def test_cli_prints_the_tree(parsing_run, capsys):
 def test_weights_that_do_not_fit_are_refused_and_leave_no_run_dir(parsing_run, tmp_path):
     from pipelines.parsing import ParsingConfig, run
 
-    common = dict(synthetic_size=200, saved_model=False, max_source_len=30, epochs=1)
+    common = dict(synthetic_size=200, saved_model=False, max_len=30, epochs=1)
     with pytest.raises(DataError, match="--weights: no such file"):
         run(ParsingConfig(out=str(tmp_path / "a"), weights=str(tmp_path / "missing.h5"), **common))
     with pytest.raises(DataError, match="does not fit this model"):

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.babi import dev_story_count, parse_stories, read_task
 from pipelines.readers import DataError
-from pipelines.synthetic_stories import synthetic_examples
+from pipelines.synthetic_stories import synthetic_examples, synthetic_splits
 
 BABI_LINES = """1 Mary moved to the bathroom.
 2 John went to the hallway.
@@ -240,6 +240,13 @@ def qa_run(tmp_path_factory):
 def test_memn2n_learns_built_in_stories_and_exports_with_parity(qa_run):
     out, metrics = qa_run
     assert metrics["accuracy"] > 0.5  # 6 places: chance is 1/6
+    # Adam keeps each restart's best dev epoch: the restart kept scores on dev what it scored at that epoch.
+    assert metrics["keep"] == "best" and metrics["other_keep"]["keep"] == "last"
+    assert 2 < metrics["chosen_epoch"] <= 10  # an epoch after the linear start
+    assert metrics["dev_accuracy"] == pytest.approx(metrics["restart_dev_accuracy"][metrics["chosen_restart"]],
+                                                    abs=1e-4)
+    assert metrics["dev_accuracy"] == pytest.approx(max(metrics["restart_dev_accuracy"]), abs=1e-4)
+    assert metrics["other_keep"]["dev_accuracy"] <= metrics["dev_accuracy"]
     assert metrics["onnx_max_abs_diff"] <= 1e-5 and metrics["saved_model_max_abs_diff"] <= 1e-5
     assert json.loads((out / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
     meta = json.loads((out / "metadata.json").read_text())
@@ -337,28 +344,67 @@ def test_babi_table_pools_runs_by_dev_accuracy_and_adds_a_joint_column(tmp_path)
     assert "| **mean** | 26.5 (2 tasks) | 15.0 (2 tasks) | 24.3 | 16.6 |" in table
 
 
+def _history(path):
+    import csv
+
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def test_sgd_recipe_runs_linear_start_then_restarts_the_decay_schedule(tmp_path):
     from pipelines.reading_qa import ReadingQAConfig, run
 
     out = tmp_path / "sgd"
-    metrics = run(ReadingQAConfig(out=str(out), task="1", optimizer="sgd", position_formula="code", epochs=10,
-                                  restarts=2, synthetic_size=600, memory_size=12, decay_every=4,
-                                  linear_start_epochs=2, export=False))
-    history = json.loads((out / "history.json").read_text())
+    config = ReadingQAConfig(out=str(out), task="1", optimizer="sgd", position_formula="code", epochs=10,
+                             restarts=2, synthetic_size=600, memory_size=12, decay_every=4, linear_start_epochs=2,
+                             export=False)
+    metrics = run(config)
     # The authors' recipe: 0.005 per example, gradients summed over the batch of 32 → 0.16 on the batch mean;
-    # linear start for exactly 2 epochs, then the halving every 4 epochs counts from the softmax's return.
-    assert [h["learning_rate"] for h in history] == pytest.approx([0.16] * 6 + [0.08] * 4)
-    assert [h["linear_start"] for h in history] == [True] * 2 + [False] * 8
+    # linear start for exactly 2 epochs (its own phase), then the halving every 4 epochs counts from the softmax's
+    # return.
+    linear, history = _history(out / "history_linear-start.csv"), _history(out / "history.csv")
+    assert (len(linear), len(history)) == (2, 8)
+    resolved = config.resolved()
+    assert [resolved.learning_rate_at(e) for e in range(2)] + \
+        [resolved.learning_rate_at(e, softmax_from=2) for e in range(2, 10)] == pytest.approx([0.16] * 6 + [0.08] * 4)
     assert metrics["accuracy"] > 0.4  # 6 places: chance is 1/6
     # The authors keep the end of the schedule: the restart best on dev at the last epoch; the best-epoch pick is
     # scored beside it.
+    last = [history[-1][f"val_accuracy_{m}"] for m in range(2)]
     assert metrics["keep"] == "last" and metrics["chosen_epoch"] == 10
-    assert metrics["restart_dev_accuracy"] == pytest.approx(history[-1]["dev_accuracy"], abs=1e-4)
-    assert metrics["chosen_restart"] == int(np.argmax(history[-1]["dev_accuracy"])) or \
-        history[-1]["dev_accuracy"][0] == history[-1]["dev_accuracy"][1]
+    assert metrics["restart_dev_accuracy"] == pytest.approx(last, abs=1e-4)
+    assert metrics["chosen_restart"] == int(np.argmax(last)) or last[0] == last[1]
+    assert metrics["dev_accuracy"] == pytest.approx(last[metrics["chosen_restart"]])
     assert metrics["other_keep"]["keep"] == "best" and metrics["other_keep"]["dev_accuracy"] >= metrics["dev_accuracy"]
+    assert metrics["other_keep"]["dev_accuracy"] == pytest.approx(max(max(row[f"val_accuracy_{m}"] for m in range(2))
+                                                                     for row in history))
     config = json.loads((out / "config.json").read_text())
     assert config["optimizer"] == "sgd" and config["position_formula"] == "code"
+    longest = max(len(ex.story) for ex in synthetic_splits(600, (1,), seed=0)["train"])
+    assert config["softmax_slots"] == min(12, longest)  # -1 resolved from the data
+
+
+def test_adam_linear_start_runs_on_the_learning_rate_schedule():
+    from pipelines.reading_qa import ReadingQAConfig
+
+    config = ReadingQAConfig(optimizer="adam", learning_rate=0.01, decay_every=3, epochs=10, linear_start_epochs=4)
+    assert config.linear_epochs() == 4 and ReadingQAConfig(epochs=3).linear_epochs() == 2
+    assert ReadingQAConfig(model="reader").linear_epochs() == 0 == ReadingQAConfig(linear_start=False).linear_epochs()
+    # Adam: no restart of the halving when the softmax comes back.
+    assert [config.learning_rate_at(e, softmax_from=2 if e >= 2 else None) for e in range(7)] == \
+        pytest.approx([0.01] * 3 + [0.005] * 3 + [0.0025])
+
+
+def test_units_is_a_deprecated_alias_of_hidden():
+    from pipelines.common import build_parser, with_deprecated
+    from pipelines.reading_qa import ReadingQAConfig
+
+    with pytest.warns(FutureWarning, match="--units is deprecated; use --hidden"):
+        args = build_parser(ReadingQAConfig, "").parse_args(["--units", "16"])
+    assert args.hidden == 16
+    with pytest.warns(FutureWarning, match="--units is deprecated; use --hidden"):
+        assert with_deprecated(ReadingQAConfig, units=8).hidden == 8
+    assert ReadingQAConfig(quick=True).resolved().hidden == 24
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -315,16 +315,26 @@ def test_cli_predict_prints_label(word_run):
     assert json.loads(done.stdout)["label"] == "positive"
 
 
-def test_char_units_run_end_to_end(tmp_path):
+def test_char_tokens_run_end_to_end(tmp_path):
     from pipelines.sentiment import SentimentConfig, run
 
     out = tmp_path / "chars"
-    metrics = run(SentimentConfig(out=str(out), units="char", readout="last", quick=True, epochs=2,
+    metrics = run(SentimentConfig(out=str(out), tokens="char", readout="last", quick=True, epochs=2,
                                   synthetic_size=400))
     assert metrics["onnx_max_abs_diff"] <= 1e-5
     result = serving.load(out).predict("Superb  film!")
     assert result.tokens == ["s", "u", "p", "e", "r", "b", "▁", "f", "i", "l", "m", "!"]
     assert result.attention == [] and result.label in ("negative", "positive")
+
+
+def test_the_old_units_flag_still_sets_tokens():
+    from pipelines.common import build_parser, with_deprecated
+    from pipelines.sentiment import SentimentConfig
+
+    with pytest.warns(FutureWarning, match="--units is deprecated; use --tokens"):
+        assert build_parser(SentimentConfig, "").parse_args(["--units", "char"]).tokens == "char"
+    with pytest.warns(FutureWarning, match="--units is deprecated; use --tokens"):
+        assert with_deprecated(SentimentConfig, units="char").resolved().max_len == 512
 
 
 def test_bad_settings_exit_2_with_a_message(tmp_path, capsys):

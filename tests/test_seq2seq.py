@@ -142,17 +142,18 @@ def _reverse_pairs(n, seed):
 @pytest.fixture(scope="module")
 def reverse_run(tmp_path_factory):
     """A small GRU + additive attention model trained to reverse letter sequences, exported."""
-    from pipelines import training
-    from pipelines.seq2seq import Seq2SeqConfig, train_and_export
+    from types import SimpleNamespace
+
+    from pipelines.seq2seq import Seq2SeqConfig, Seq2SeqTask, load_models
 
     out = tmp_path_factory.mktemp("runs") / "reverse"
     config = Seq2SeqConfig(out=str(out), epochs=6, hidden=24, embed_dim=16, attention_units=16, learning_rate=1e-2,
-                           batch_size=32, max_source_len=8, max_target_len=10, saved_model=False, patience=8,
-                           dropout=0.0)
+                           batch_size=32, max_len=8, max_target_len=10, saved_model=False, patience=8, dropout=0.0)
     splits = {"train": _reverse_pairs(600, 0), "valid": _reverse_pairs(40, 1), "test": _reverse_pairs(60, 2)}
-    with training.task_run(config, "seq2seq") as run_dir:
-        trained = train_and_export(config, run_dir, splits, task="seq2seq", source_kind="whitespace",
-                                   target_kind="whitespace")
+    metrics = Seq2SeqTask(splits).run(config)
+    models, meta = load_models(out)
+    trained = SimpleNamespace(models=models, source_vocab=meta["source_vocab"], target_vocab=meta["target_vocab"],
+                              meta=meta, metrics=metrics)
     return out, trained, splits
 
 

@@ -173,7 +173,7 @@ TINY_RUNS = """
 from pipelines.key_terms import KeyTermsConfig, run as run_key_terms
 from pipelines.sentiment import SentimentConfig, run as run_sentiment
 run_sentiment(SentimentConfig(out={sentiment!r}, quick=True, epochs=1, synthetic_size=200))
-run_key_terms(KeyTermsConfig(out={key_terms!r}, epochs=1, embed_dim=16, units=16, layers=1, synthetic_size=60,
+run_key_terms(KeyTermsConfig(out={key_terms!r}, epochs=1, embed_dim=16, hidden=16, layers=1, synthetic_size=60,
                              batch_size=16, max_len=48, stride=32, min_count=1))
 """
 

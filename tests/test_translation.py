@@ -61,7 +61,7 @@ def translation_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "translation"
     config = TranslationConfig(out=str(out), synthetic_size=800, epochs=5, hidden=24, embed_dim=16,
                                attention_units=16, learning_rate=1e-2, eval_limit=60, examples=3, heatmaps=2,
-                               saved_model=False, max_source_len=12, max_target_len=8, beam_size=3, dropout=0.0)
+                               saved_model=False, max_len=12, max_target_len=8, beam_size=3, dropout=0.0)
     return out, run(config)
 
 

@@ -3,7 +3,6 @@ reports them on the validation split every epoch."""
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 from seqeval.metrics import f1_score, precision_score, recall_score
 
@@ -47,36 +46,3 @@ def evaluate(model, examples, preprocessor, tags, intents) -> dict:
     """Predicts ``examples`` with ``model`` and scores them (see :func:`slot_metrics`)."""
     pred_tags, pred_intents = predict_examples(model, examples, preprocessor, tags, intents)
     return slot_metrics(examples, pred_tags, pred_intents)
-
-
-class ValidationMetrics(keras.callbacks.Callback):
-    """Adds ``val_slot_f1`` and ``val_intent_accuracy`` to the epoch logs, for checkpointing and early stopping.
-
-    Put it before the callbacks that read those logs.
-    """
-
-    def __init__(self, examples, preprocessor, tags, intents):
-        super().__init__()
-        self.args = (examples, preprocessor, tags, intents)
-
-    def on_epoch_end(self, epoch, logs=None):
-        scores = evaluate(self.model, *self.args)
-        if logs is not None:
-            logs["val_slot_f1"] = scores["slot_f1"]
-            logs["val_intent_accuracy"] = scores["intent_accuracy"]
-        print(f" - val_slot_f1: {scores['slot_f1']:.4f} - val_intent_accuracy: {scores['intent_accuracy']:.4f}")
-
-
-class ValidationScore(keras.callbacks.Callback):
-    """Adds ``val_<name>`` = ``score()`` (computed on the validation split) to the epoch logs, for checkpointing
-    and early stopping. Put it before the callbacks that read it."""
-
-    def __init__(self, name: str, score):
-        super().__init__()
-        self.name, self.score = name, score
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = float(self.score())
-        if logs is not None:
-            logs[f"val_{self.name}"] = value
-        print(f" - val_{self.name}: {value:.4f}")

@@ -12,10 +12,11 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from models.recurrent import CELLS, recurrent_layer
+
 INPUT, FRAMES, OUTPUT = "features", "frames", "log_probs"
 FRAME_OUTPUT = "frame_probs"
 BLANK = 0  # CTC's blank (and the frame-wise classifier's silence) is class 0; symbol i is class i + 1
-_CELLS = {"rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 
 
 @keras.saving.register_keras_serializable(package="rnn_toolkit")
@@ -66,7 +67,7 @@ def build_speech_model(n_mels: int, n_classes: int, *, head: str = "ctc", cell: 
       n_classes: symbols + 1 (class 0 is CTC's blank, or silence for the frame-wise head).
       head: ``"ctc"``: output ``log_probs`` (log-softmax, for CTC loss and decoding); ``"frames"``: output
         ``frame_probs`` (softmax, for per-frame cross-entropy).
-      cell: ``rnn``, ``lstm`` or ``gru``.
+      cell: a row of the cell table (``models.recurrent.CELL_TABLE``).
       units: recurrent units per direction.
       layers_: stacked bidirectional layers.
       subsample: Conv1D stride over time (1: no convolution).
@@ -76,8 +77,8 @@ def build_speech_model(n_mels: int, n_classes: int, *, head: str = "ctc", cell: 
     Returns:
       A functional model: inputs ``{"features", "frames"}``, output dict ``{"log_probs"}`` or ``{"frame_probs"}``.
     """
-    if cell not in _CELLS:
-        raise ValueError(f"unknown cell {cell!r}; choose one of {sorted(_CELLS)}")
+    if cell not in CELLS:
+        raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     features = keras.Input((None, n_mels), name=INPUT)
     frames = keras.Input((), dtype="int32", name=FRAMES)
     mask = FrameMask(name="frame_mask")([features, frames])
@@ -88,7 +89,7 @@ def build_speech_model(n_mels: int, n_classes: int, *, head: str = "ctc", cell: 
         x = layers.Dropout(dropout)(x)
         mask = SubsampleMask(subsample, name="subsample_mask")(mask)
     for i in range(layers_):
-        x = layers.Bidirectional(_CELLS[cell](units, return_sequences=True), name=f"birnn_{i}")(x, mask=mask)
+        x = recurrent_layer(cell, units, return_sequences=True, name=f"birnn_{i}")(x, mask=mask)
         x = layers.Dropout(dropout)(x)
     if head == "ctc":
         out = layers.Dense(n_classes, activation="log_softmax", name=OUTPUT)(x)

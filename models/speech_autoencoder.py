@@ -16,13 +16,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.recurrent import recurrent_layer, recurrent_stack
+from models.recurrent import CELL_TABLE, CELLS, recurrent_layer, recurrent_stack
 
 INPUT = "features"
 OUTPUT = "embedding"
 RECONSTRUCTION = "reconstruction"
-CELL_CHOICES = ("rnn", "lstm", "gru")
-_DECODERS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+# The rows of the cell table whose layer takes a plain initial state (the decoder starts from the sentence vector).
+CELL_CHOICES = tuple(name for name, cell in CELL_TABLE.items() if cell.onnx == "native")
 
 
 @keras.saving.register_keras_serializable(package="rnn_toolkit")
@@ -96,7 +96,7 @@ def build_speech_autoencoder(
     # padded steps 0 (the dataset's sample weights).
     steps = RepeatOverTime(name="decoder_inputs")([vector, features])
     initial = [vector, vector] if cell == "lstm" else [vector]
-    decoded = _DECODERS[cell](dim, return_sequences=True, name="decoder_rnn")(steps, initial_state=initial)
+    decoded = CELLS[cell](dim, return_sequences=True, name="decoder_rnn")(steps, initial_state=initial)
     reconstruction = keras.layers.Dense(n_features, name=RECONSTRUCTION)(decoded)
     autoencoder = keras.Model(features, {RECONSTRUCTION: reconstruction}, name="speech_autoencoder")
     return autoencoder, encoder

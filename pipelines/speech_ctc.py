@@ -26,9 +26,6 @@ from pipelines.task import Context, Task
 
 TASK = "speech_ctc"
 DIGITS = tuple("0123456789")
-# The cells models/speech.py builds (its own table: rnn, lstm, gru); the --cell choices are the rows of the one cell
-# table (models.recurrent.CELL_CHOICES) that it takes: cwrnn and scrn are not built by build_speech_model.
-SPEECH_CELLS = ("rnn", "lstm", "gru")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,7 +368,7 @@ class SpeechCTC(Task):
         from models.recurrent import CELL_CHOICES
         from pipelines.distribute import STRATEGIES
 
-        return {"cell": tuple(c for c in CELL_CHOICES if c in SPEECH_CELLS), "strategy": STRATEGIES}
+        return {"cell": CELL_CHOICES, "strategy": STRATEGIES}
 
     def data(self, config):
         return load_data(config)

@@ -346,7 +346,6 @@ class KeyTerms(Task):
     config_class = KeyTermsConfig
     monitor = "f1_at_10"
     demo_input = DEMO
-    doc = __doc__
 
     def choices(self):
         from models.recurrent import CELL_CHOICES

@@ -101,7 +101,6 @@ class Parsing(Seq2SeqTask):
     name = TASK
     config_class = ParsingConfig
     demo_input = DEMO
-    doc = __doc__
 
     def data(self, config):
         return load_data(config)

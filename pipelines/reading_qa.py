@@ -320,7 +320,6 @@ class ReadingQA(Task):
     config_class = ReadingQAConfig
     monitor = "score"
     demo_input = {"story": DEMO_STORY, "question": DEMO_QUESTION}
-    doc = __doc__
 
     def choices(self):
         from models.memory import MODELS, POSITION_FORMULAS

@@ -193,7 +193,6 @@ class Sentiment(Task):
     config_class = SentimentConfig
     monitor = "accuracy"
     demo_input = DEMO
-    doc = __doc__
 
     def choices(self):
         from models.recurrent import CELL_CHOICES

@@ -316,7 +316,6 @@ class Seq2SeqTask(Task):
     name = "seq2seq"
     config_class = Seq2SeqConfig
     monitor = "token_accuracy"
-    doc = __doc__
     source_kind: ClassVar[str] = "whitespace"
     target_kind: ClassVar[str] = "whitespace"
     shared_vocab: ClassVar[bool] = False  # one vocabulary for both sides (the auto-encoder)

@@ -256,7 +256,6 @@ class SpeechAutoencoder(Task):
     name = TASK
     config_class = SpeechAutoencoderConfig
     monitor = "map"
-    doc = globals()["__doc__"]  # the module docstring (in the class body, __doc__ is the class docstring)
     exported: str | None = None  # the run dir of the last export (for the command line's demo)
 
     def choices(self):

@@ -361,7 +361,6 @@ class SpeechCTC(Task):
     name = TASK
     config_class = SpeechCTCConfig
     monitor = "symbol_accuracy"
-    doc = globals()["__doc__"]  # the module docstring (in the class body, __doc__ is the class docstring)
     exported: str | None = None  # the run dir of the last export (for the command line's demo)
 
     def choices(self):

@@ -220,7 +220,6 @@ class TextAutoencoder(Seq2SeqTask):
     name = TASK
     config_class = TextAutoencoderConfig
     demo_input = PAIR[1]
-    doc = __doc__
     source_kind = target_kind = "word"
     shared_vocab = True
 

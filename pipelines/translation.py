@@ -153,7 +153,6 @@ class Translation(Seq2SeqTask):
     name = TASK
     config_class = TranslationConfig
     demo_input = DEMO
-    doc = __doc__
     source_kind, target_kind = "word", "char"
 
     def data(self, config):

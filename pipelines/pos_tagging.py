@@ -165,17 +165,15 @@ def training_dataset(sentences: list[TaggedSentence], prep: Vocabularies, config
 
     ids = tf.ragged.constant([prep.ids(s.words) for s in sentences], dtype=tf.int32)
     labels = tf.ragged.constant([prep.labels(s.tags) for s in sentences], dtype=tf.int32)
-    dataset = tf.data.Dataset.from_tensor_slices((ids, labels)).map(lambda x, y: (x, y))
-    augment = None
-    if config.token_dropout:
-        table = tf.constant(prep.signature_of)
+    dataset = tf.data.Dataset.from_tensor_slices((ids, labels))
+    table = tf.constant(prep.signature_of)
 
-        def augment(x, y):
-            swap = tf.random.uniform(tf.shape(x), seed=seed) < config.token_dropout
-            return tf.where(swap, tf.gather(table, x), x), y
+    def signatures_for_some(x, y):
+        swap = tf.random.uniform(tf.shape(x), seed=seed) < config.token_dropout
+        return tf.where(swap, tf.gather(table, x), x), y
 
     return bucketed_batches(dataset, batch_size, config.max_len, seed=seed, padding_values=(0, PAD_LABEL),
-                            augment=augment)
+                            augment=signatures_for_some if config.token_dropout else None)
 
 
 def predict_tags(model, prep: Vocabularies, sentences: list[TaggedSentence], batch_size: int = 128) -> list[list[int]]:

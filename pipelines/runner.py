@@ -196,7 +196,7 @@ def train(model, make_dataset: Callable, run: Run, *, validate: Callable[[], dic
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be best or last, got {keep!r}")
     resume_dir = run.resume_dir / phase
-    state = ResumeState(resume_dir, config, extra=dict(fingerprint or {}, phase=phase, epochs=epochs))
+    state = ResumeState(resume_dir, config, extra=dict(fingerprint or {}, phase=phase))
     if not config.resume:
         state.clear()
     best_path = resume_dir / "best.weights.h5"
@@ -204,7 +204,11 @@ def train(model, make_dataset: Callable, run: Run, *, validate: Callable[[], dic
     if loop is None:
         loop = {"epoch": 0, "best": None, "best_epoch": None, "wait": 0, "seconds": 0.0, "stopped": None,
                 "history": []}
-    elif loop["epoch"]:
+    else:
+        if (loop["stopped"] == "epochs" and loop["epoch"] < epochs) or \
+                (loop["stopped"] == "budget" and (not budget or loop["seconds"] < budget)):
+            loop["stopped"] = None  # resumed with more --epochs or a larger --max-minutes: carry on
+    if loop["epoch"]:
         print(f"resuming from {resume_dir}: {loop['epoch']} epoch(s) done"
               + (f", best {monitor} {loop['best']:.4f}" if loop["best"] is not None else ""))
     scalars = _Scalars(run.dir / "logs" / phase) if run.is_chief else None

@@ -89,3 +89,29 @@ def test_a_deprecated_flag_still_works_and_names_its_replacement():
     with pytest.warns(FutureWarning, match="--units is deprecated; use --hidden"):
         args = parser.parse_args(["--units", "24", "--word-dropout", "0.1"])
     assert (args.hidden, args.token_dropout) == (24, 0.1)
+
+
+def test_a_killed_run_resumed_with_more_epochs_trains_them(tmp_path, monkeypatch, capsys):
+    task = registry.get("slot_filling")
+    monkeypatch.setattr(runner, "KILL_AFTER_EPOCHS", 1)
+    with pytest.raises(runner.SimulatedKill):
+        task.run(_config(task, tmp_path / "run", epochs=2))
+    monkeypatch.setattr(runner, "KILL_AFTER_EPOCHS", None)
+    task.run(_config(task, tmp_path / "run", epochs=3))
+    out = capsys.readouterr().out
+    assert "1 epoch(s) done" in out and "train epoch 3/3" in out and "train epoch 1/3" not in out
+    assert [row.split(",")[0] for row in (tmp_path / "run" / "history.csv").read_text().splitlines()] == \
+        ["epoch", "0", "1", "2"]
+
+
+def test_a_state_saved_under_other_settings_is_refused_by_name(tmp_path, monkeypatch):
+    from pipelines.readers import DataError
+
+    task = registry.get("slot_filling")
+    monkeypatch.setattr(runner, "KILL_AFTER_EPOCHS", 1)
+    with pytest.raises(runner.SimulatedKill):
+        task.run(_config(task, tmp_path / "run"))
+    monkeypatch.setattr(runner, "KILL_AFTER_EPOCHS", None)
+    with pytest.raises(DataError, match="differs in: dropout"):
+        task.run(_config(task, tmp_path / "run", dropout=0.1))
+    assert not (tmp_path / "run").exists()

@@ -319,6 +319,10 @@ def run(task, config) -> dict:
         if config.export:
             metrics.update(task.export(ctx, model))
         write_metrics(opened.dir, metrics)
+        if config.export:  # the model card (README.md) and tokenizer conformance file
+            from serving import model_card
+
+            model_card.write(opened.dir, Path(config.out).name, task.demo_input)
     return metrics
 
 

@@ -216,7 +216,7 @@ class Seq2SeqPredictor(Predictor):
                              score=hyp.score, normalized_score=hyp.normalized, finished=hyp.finished,
                              beam_size=beam_size, attention=attention)
 
-    def predict(self, text: str, beam_size: int | None = None):
+    def predict(self, text: str, beam_size: int | None = None) -> Seq2SeqResult:
         """Decodes one text (beam search with the model's default beam size unless ``beam_size`` is given).
 
         Raises:

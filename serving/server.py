@@ -18,154 +18,25 @@ This module imports FastAPI; ``import serving`` does not import it.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import dataclasses
-import json
 import logging
 import sys
-import threading
-import time
-from collections import defaultdict
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
-from serving.batcher import BatcherClosed
-from serving.errors import InputError, ServingError
-from serving.registry import LimitError, Limits, ModelEntry, Registry, check_input
+from serving import kserve, tfserving
+from serving.errors import InputError
+from serving.http_common import (ApiError, decode_base64_audio, error_response, json_response, parse_json, predict,
+                                 read_body)
+from serving.metrics import CONTENT_TYPE, Metrics
+from serving.registry import Limits, ModelEntry, Registry
 
 log = logging.getLogger("serving.server")
 
 WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
-
-
-class ApiError(Exception):
-    """An error answered with ``status`` and ``{"error": {"code", "message"}}``."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-class Histogram:
-    """A cumulative Prometheus histogram (not thread-safe on its own: :class:`Metrics` holds the lock)."""
-
-    def __init__(self, buckets):
-        self.buckets = tuple(buckets)
-        self.counts = [0] * (len(self.buckets) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        out, total = [], 0
-        for bound, count in zip(self.buckets + (float("inf"),), self.counts):
-            total += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            out.append(f'{name}_bucket{{{labels},le="{le}"}} {total}')
-        out += [f"{name}_sum{{{labels}}} {self.sum:.6f}", f"{name}_count{{{labels}}} {total}"]
-        return out
-
-
-class Metrics:
-    """Per-model counters and histograms, rendered in the Prometheus text format."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.requests = defaultdict(int)
-        self.inputs = defaultdict(int)
-        self.errors = defaultdict(int)  # (model, code) → count
-        self.latency = defaultdict(lambda: Histogram(LATENCY_BUCKETS))
-        self.batches = defaultdict(lambda: Histogram(BATCH_BUCKETS))
-        self.in_flight = 0
-
-    def observe(self, model: str, seconds: float, inputs: int, code: str | None) -> None:
-        with self._lock:
-            self.requests[model] += 1
-            self.inputs[model] += inputs
-            self.latency[model].observe(seconds)
-            if code is not None:
-                self.errors[(model, code)] += 1
-
-    def batch(self, model: str, size: int) -> None:
-        with self._lock:
-            self.batches[model].observe(size)
-
-    def render(self, registry: Registry) -> str:
-        lines = []
-        with self._lock:
-            lines += ["# HELP rnn_requests_total Predict requests answered, by model.",
-                      "# TYPE rnn_requests_total counter"]
-            lines += [f'rnn_requests_total{{model="{m}"}} {n}' for m, n in sorted(self.requests.items())]
-            lines += ["# HELP rnn_inputs_total Inputs predicted (a request may hold several), by model.",
-                      "# TYPE rnn_inputs_total counter"]
-            lines += [f'rnn_inputs_total{{model="{m}"}} {n}' for m, n in sorted(self.inputs.items())]
-            lines += ["# HELP rnn_errors_total Predict requests answered with an error, by model and error code.",
-                      "# TYPE rnn_errors_total counter"]
-            lines += [f'rnn_errors_total{{model="{m}",code="{c}"}} {n}' for (m, c), n in sorted(self.errors.items())]
-            lines += ["# HELP rnn_request_latency_seconds Predict request latency, by model.",
-                      "# TYPE rnn_request_latency_seconds histogram"]
-            for m, hist in sorted(self.latency.items()):
-                lines += hist.lines("rnn_request_latency_seconds", f'model="{m}"')
-            lines += ["# HELP rnn_batch_size Inputs per onnxruntime call made by the dynamic batcher.",
-                      "# TYPE rnn_batch_size histogram"]
-            for m, hist in sorted(self.batches.items()):
-                lines += hist.lines("rnn_batch_size", f'model="{m}"')
-            lines += ["# HELP rnn_in_flight_requests Predict requests being handled now.",
-                      "# TYPE rnn_in_flight_requests gauge", f"rnn_in_flight_requests {self.in_flight}"]
-        lines += ["# HELP rnn_model_reloads_total Hot reloads swapped in, by model.",
-                  "# TYPE rnn_model_reloads_total counter"]
-        lines += [f'rnn_model_reloads_total{{model="{m}"}} {registry.reloads.get(m, 0)}' for m in registry.names()]
-        lines += ["# HELP rnn_model_version Version of the model in service (1 + reloads).",
-                  "# TYPE rnn_model_version gauge"]
-        lines += [f'rnn_model_version{{model="{e.name}"}} {e.version}' for e in registry.entries()]
-        return "\n".join(lines) + "\n"
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise ApiError(400, "bad_request", f"Content-Length is not a number: {declared!r}") from None
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body has {size} bytes; the limit is {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, "body_too_large", f"the body has more than {limit} bytes; the limit is {limit}")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _decode_audio(x, where: str):
-    if isinstance(x, dict) and set(x) == {"base64"}:
-        x = x["base64"]
-    if not isinstance(x, str):
-        return x  # check_input names the wrong type
-    try:
-        return base64.b64decode(x, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError(f"{where} is not valid base64 (audio in JSON is base64 of the WAV file's bytes)") from None
 
 
 def parse_json_inputs(body: bytes, kind: str) -> tuple[list, bool]:
@@ -174,12 +45,7 @@ def parse_json_inputs(body: bytes, kind: str) -> tuple[list, bool]:
     Raises:
       ApiError: malformed JSON (400) or a body of the wrong shape (422).
     """
-    try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {err}") from None
-    except RecursionError:
-        raise ApiError(400, "malformed_json", "the body's JSON is nested too deeply") from None
+    payload = parse_json(body)
     if not isinstance(payload, dict) or len({"input", "inputs"} & set(payload)) != 1:
         raise ApiError(422, "invalid_request",
                        'the body must be a JSON object with "input" (one input) or "inputs" (a list of inputs)')
@@ -194,7 +60,7 @@ def parse_json_inputs(body: bytes, kind: str) -> tuple[list, bool]:
         if not isinstance(inputs, list) or not inputs:
             raise ApiError(422, "invalid_request", '"inputs" must be a non-empty list')
     if kind == "audio":
-        inputs = [_decode_audio(x, "input" if single else f"inputs[{i}]") for i, x in enumerate(inputs)]
+        inputs = [decode_base64_audio(x, "input" if single else f"inputs[{i}]") for i, x in enumerate(inputs)]
     return inputs, single
 
 
@@ -238,23 +104,6 @@ async def parse_inputs(request: Request, entry: ModelEntry, body: bytes) -> tupl
                    f"({kind} input); send {accepted}")
 
 
-async def run_predict(entry: ModelEntry, inputs: list) -> list:
-    """Runs the inputs through the entry's batcher (one future each) or one ``predict_batch`` in a worker thread."""
-    if entry.batcher is None:
-        return await anyio.to_thread.run_sync(entry.predictor.predict_batch, inputs)
-    try:
-        futures = [asyncio.wrap_future(entry.batcher.submit(x)) for x in inputs]
-    except BatcherClosed:  # the model was swapped after this request took it: finish on the model it took
-        return await anyio.to_thread.run_sync(entry.predictor.predict_batch, inputs)
-    outcomes = await asyncio.gather(*futures, return_exceptions=True)
-    for i, outcome in enumerate(outcomes):
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, InputError) and len(inputs) > 1:
-                raise InputError(f"inputs[{i}]: {outcome}") from None
-            raise outcome
-    return outcomes
-
-
 PREDICT_OPENAPI = {
     "requestBody": {
         "required": True,
@@ -285,8 +134,10 @@ PREDICT_OPENAPI = {
 
 
 def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics | None = None) -> FastAPI:
-    """The FastAPI application serving ``registry`` under ``limits``."""
+    """The FastAPI application serving ``registry`` under ``limits``: our ``/v1`` API, KServe v2
+    (:mod:`serving.kserve`), TF Serving REST predict (:mod:`serving.tfserving`), health and metrics."""
     metrics = metrics or Metrics()
+    metrics.watch(registry)
 
     async def lifespan(app):
         app.state.ready = True
@@ -300,9 +151,24 @@ def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics |
     app.state.ready = False
     app.state.draining = False
     app.state.registry, app.state.limits, app.state.metrics = registry, limits, metrics
+    add_error_handlers(app)
+    add_v1_routes(app, registry, limits, metrics)
+    kserve.add_routes(app, registry, limits, metrics)
+    tfserving.add_routes(app, registry, limits, metrics)
+    add_operations_routes(app, registry, metrics)
+    return app
 
+
+def is_standard_protocol(path: str) -> bool:
+    """KServe v2 and TF Serving paths, whose errors are ``{"error": "message"}`` as their clients expect."""
+    return path.startswith("/v2/") or path.endswith(":predict")
+
+
+def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request, err: ApiError):
+        if is_standard_protocol(request.url.path):
+            return json_response({"error": err.message}, err.status)
         return error_response(err.status, err.code, err.message)
 
     @app.exception_handler(StarletteHTTPException)
@@ -316,6 +182,8 @@ def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics |
         log.exception("unhandled error on %s", request.url.path)
         return error_response(500, "internal_error", f"{type(err).__name__}: {err}")
 
+
+def add_v1_routes(app: FastAPI, registry: Registry, limits: Limits, metrics: Metrics) -> None:
     def entry_or_404(name: str) -> ModelEntry:
         entry = registry.get(name)
         if entry is None:
@@ -331,49 +199,22 @@ def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics |
     @app.get("/v1/models/{name}", summary="A model's summary and metadata")
     async def model_info(name: str):
         entry = entry_or_404(name)
-        return {**entry.describe(), "limits": dataclasses.asdict(limits), "metadata": entry.metadata}
+        return json_response({**entry.describe(), "limits": dataclasses.asdict(limits), "metadata": entry.metadata})
 
     @app.post("/v1/models/{name}/predict", summary="Predict one input or a batch", openapi_extra=PREDICT_OPENAPI)
-    async def predict(name: str, request: Request):
-        start = time.perf_counter()
-        entry = registry.get(name)
-        label = name if entry is not None else ""
-        code, count = None, 0
-        metrics.in_flight += 1
-        try:
-            if entry is None:
-                entry_or_404(name)
+    async def v1_predict(name: str, request: Request):
+        with metrics.track(name if registry.get(name) else "") as tracked:
+            entry = entry_or_404(name)
             body = await read_body(request, limits.max_body_bytes)
             inputs, single = await parse_inputs(request, entry, body)
-            count = len(inputs)
-            if count > limits.max_batch:
-                raise ApiError(413, "batch_too_large", f"the request holds {count} inputs; the limit is "
-                                                       f"{limits.max_batch}")
-            try:
-                inputs = [check_input(entry.kind, x, limits, "input" if single else f"inputs[{i}]")
-                          for i, x in enumerate(inputs)]
-                results = await run_predict(entry, inputs)
-            except LimitError as err:
-                raise ApiError(422, err.code, str(err)) from None
-            except BatcherClosed as err:
-                raise ApiError(503, "unavailable", str(err)) from None
-            except InputError as err:
-                raise ApiError(422, "invalid_input", str(err)) from None
-            except ServingError as err:
-                raise ApiError(500, "model_error", str(err)) from None
+            tracked.inputs = len(inputs)
+            results = await predict(entry, inputs, limits, ["input"] if single else None)
             outputs = [r.to_dict() for r in results]  # the protocol: every result has to_dict()
             head = {"model": entry.name, "task": entry.task, "version": entry.version}
-            return JSONResponse(head | ({"output": outputs[0]} if single else {"outputs": outputs}))
-        except ApiError as err:
-            code = err.code
-            raise
-        except Exception:
-            code = "internal_error"
-            raise
-        finally:
-            metrics.in_flight -= 1
-            metrics.observe(label, time.perf_counter() - start, count, code)
+            return json_response(head | ({"output": outputs[0]} if single else {"outputs": outputs}))
 
+
+def add_operations_routes(app: FastAPI, registry: Registry, metrics: Metrics) -> None:
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz():
         return {"status": "ok"}
@@ -384,8 +225,6 @@ def create_app(registry: Registry, limits: Limits = Limits(), metrics: Metrics |
             return error_response(503, "not_ready", "the server is starting or shutting down")
         return {"status": "ready", "models": registry.names()}
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", summary="Prometheus metrics (prometheus_client; process metrics included)")
     async def prometheus():
-        return PlainTextResponse(metrics.render(registry), media_type="text/plain; version=0.0.4")
-
-    return app
+        return Response(metrics.render(), media_type=CONTENT_TYPE)

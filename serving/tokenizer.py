@@ -9,17 +9,24 @@ Character spec ``casefold_chars_v1`` (:class:`CharTokenizer`): NFKC case folding
 one ``▁`` symbol (vocabulary entries hold no white space), leading and trailing white space is dropped, then one
 token per Unicode code point.
 A test proves both implementations give the same tokens on tricky text.
+
+The specs are complete for another language (``SPEC`` and ``CHARS_SPEC``, stored in every model's metadata): the
+Unicode version of the tables (``unicodedata.unidata_version``), the White_Space set, the characters a final
+``.`` may be followed by, the Default_Ignorable set removed after folding, and the code points unassigned in that
+Unicode version, which pass through normalization and case folding unchanged (a client with newer tables must not
+normalise them). Sets are strings of hex code points and ranges (``"0009-000D 0020"``).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
 import unicodedata
 
 from serving.errors import InputError, ModelError
 
 NAME = "casefold_punct_v1"
-SPEC = {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold"}
 
 # Split-off punctuation, and a final period; the same patterns run in RE2 (tf.strings.regex_replace).
 PUNCT_PATTERN = r'([?!,;"()\[\]{}])'
@@ -38,11 +45,64 @@ _IGNORABLE = (
     (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF),
 )
 CHARS_NAME = "casefold_chars_v1"
-CHARS_SPEC = {"name": CHARS_NAME, "lowercase": True, "normalization": "NFKC_Casefold", "space": "\u2581"}
 SPACE_SYMBOL = "\u2581"
+FINAL_PERIOD_TRAILING = " \t\n\r\f"
+PUNCTUATION = '?!,;"()[]{}'
 
 _PUNCT = re.compile(PUNCT_PATTERN)
 _FINAL_PERIOD = re.compile(FINAL_PERIOD_PATTERN[:-1] + r"\Z")
+
+
+def code_point_set(ranges) -> str:
+    """``"0009-000D 0020"``: (low, high) ranges as hex code points."""
+    return " ".join(f"{a:04X}" if a == b else f"{a:04X}-{b:04X}" for a, b in ranges)
+
+
+def _ranges(code_points) -> list[tuple[int, int]]:
+    out = []
+    for cp in sorted(code_points):
+        if out and cp == out[-1][1] + 1:
+            out[-1] = (out[-1][0], cp)
+        else:
+            out.append((cp, cp))
+    return out
+
+
+@functools.cache
+def unassigned() -> str:
+    """Code points of general category Cn in this Python's Unicode tables (planes 4-13 hold none assigned)."""
+    scan = itertools.chain(range(0x40000), range(0xE0000, 0x110000))
+    cn = [cp for cp in scan if unicodedata.category(chr(cp)) == "Cn"]
+    return code_point_set(_ranges(cn + list(range(0x40000, 0xE0000))))
+
+
+def _unicode_rules() -> dict:
+    return {"unicode_version": unicodedata.unidata_version,
+            "white_space": code_point_set(_ranges(map(ord, _WHITE_SPACE))),
+            "ignorable": code_point_set(_IGNORABLE),
+            "unassigned": unassigned()}
+
+
+@functools.cache
+def word_spec() -> dict:
+    """The full ``casefold_punct_v1`` spec (what ``SPEC`` holds)."""
+    return {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold", **_unicode_rules(),
+            "punctuation": PUNCTUATION, "final_period_trailing": code_point_set(_ranges(map(ord, FINAL_PERIOD_TRAILING)))}
+
+
+@functools.cache
+def chars_spec() -> dict:
+    """The full ``casefold_chars_v1`` spec (what ``CHARS_SPEC`` holds)."""
+    return {"name": CHARS_NAME, "lowercase": True, "normalization": "NFKC_Casefold", "space": SPACE_SYMBOL,
+            **_unicode_rules()}
+
+
+def __getattr__(name: str):  # SPEC and CHARS_SPEC are built on first use (the Cn scan takes ~50 ms)
+    if name == "SPEC":
+        return word_spec()
+    if name == "CHARS_SPEC":
+        return chars_spec()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _ignorable(ch: str) -> bool:
@@ -84,7 +144,7 @@ class Tokenizer:
     """
 
     def __init__(self, spec: dict | None = None):
-        spec = dict(SPEC if spec is None else spec)
+        spec = dict(word_spec() if spec is None else spec)
         if spec.get("name") != NAME:
             raise ModelError(f"the model needs tokenizer {spec.get('name')!r}; this serving knows only {NAME!r}")
         self.spec = spec
@@ -124,7 +184,7 @@ class CharTokenizer:
     """
 
     def __init__(self, spec: dict | None = None):
-        spec = dict(CHARS_SPEC if spec is None else spec)
+        spec = dict(chars_spec() if spec is None else spec)
         if spec.get("name") != CHARS_NAME:
             raise ModelError(f"the model needs tokenizer {spec.get('name')!r}, not {CHARS_NAME!r}")
         self.spec = spec

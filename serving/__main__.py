@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-audio-seconds", type=float, default=30.0, help="limit: seconds per audio input")
     serve.add_argument("--max-concurrency", type=int, default=0,
                        help="connections+requests at once before answering 503 (0: no limit)")
-    serve.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads per model")
+    serve.add_argument("--threads", type=int, default=1,
+                       help="onnxruntime intra-op threads per model (1: concurrent requests use the cores, without "
+                            "onnxruntime's spinning pool stealing them from HTTP work; 0: one per core)")
     serve.add_argument("--reload-interval", type=float, default=2.0,
                        help="seconds between checks of the model files for hot reload (0: off)")
     serve.add_argument("--graceful-timeout", type=float, default=30.0,

@@ -24,6 +24,7 @@ and in the known tasks an error lists); a module not named after its task (``ser
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
 import inspect
@@ -106,10 +107,31 @@ class Result:
             raise TypeError(f"{cls.__name__} must define __str__ (the readable printout of the CLI)")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return plain(self)
 
     def __str__(self) -> str:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
+
+
+_ATOMS = (str, int, float, type(None))
+
+
+def plain(value):
+    """What ``dataclasses.asdict`` gives (dataclasses as dicts, lists and tuples rebuilt, recursively), without its
+    deep copies of strings and numbers: about ten times faster on a result, which the server converts per request."""
+    if isinstance(value, _ATOMS):
+        return value
+    if isinstance(value, list):
+        return [v if isinstance(v, _ATOMS) else plain(v) for v in value]
+    if isinstance(value, tuple):
+        items = [v if isinstance(v, _ATOMS) else plain(v) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: plain(getattr(value, name)) for name in value.__dataclass_fields__
+                if value.__dataclass_fields__[name]._field_type is dataclasses._FIELD}
+    return copy.deepcopy(value)
 
 
 def register(task: str | type):

@@ -2,8 +2,11 @@
 to ``max_delay_ms`` milliseconds (or until ``max_batch`` inputs wait) and run as one ``predict_batch`` call, so one
 onnxruntime run serves many requests.
 
-One worker thread per model takes the first waiting input, then keeps collecting until the batch is full or the
-delay since that first input has passed. If the batch fails with an input error (one bad input spoils a padded
+Each worker thread takes the first waiting input, then keeps collecting until the batch is full or the delay
+since that first input has passed, but waits only while more is known to be coming: inputs of a request still
+being queued, or another batch of the model running (under load, requests arrive while it computes). With the
+queue empty and the other workers idle, a lone request (one client, light load) runs at once instead of paying
+the delay. If the batch fails with an input error (one bad input spoils a padded
 batch), its inputs are run one by one so that each caller gets its own result or its own error.
 """
 
@@ -52,6 +55,8 @@ class DynamicBatcher:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self._busy = 0  # workers running a batch now
+        self._incoming = 0  # inputs submitted and not yet taken by a worker
         self._threads = [threading.Thread(target=self._run, name=f"batcher-{name}-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -63,12 +68,22 @@ class DynamicBatcher:
         Raises:
           BatcherClosed: the batcher no longer takes inputs.
         """
-        future: Future = Future()
+        return self.submit_many([x])[0]
+
+    def submit_many(self, inputs: list) -> list[Future]:
+        """Queues the inputs of one request together (a worker gathers them into one batch); one future each.
+
+        Raises:
+          BatcherClosed: the batcher no longer takes inputs.
+        """
+        futures = [Future() for _ in inputs]
         with self._lock:
             if self._closed:
                 raise BatcherClosed("the model is being replaced or the server is stopping; retry")
-            self._queue.put((x, future))
-        return future
+            self._incoming += len(inputs)
+            for x, future in zip(inputs, futures):
+                self._queue.put((x, future))
+        return futures
 
     def close(self, wait: bool = False) -> None:
         """Stops taking inputs; the workers finish those already queued, then end."""
@@ -85,23 +100,42 @@ class DynamicBatcher:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            first = self._take(self._queue.get())
             if first is _STOP:
                 return
-            batch = [first]
-            deadline = time.monotonic() + self.max_delay
-            while len(batch) < self.max_batch:
-                left = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            self._execute(batch)
+            batch, stopping = self._gather(first)
+            with self._lock:
+                self._busy += 1
+            try:
+                self._execute(batch)
+            finally:
+                with self._lock:
+                    self._busy -= 1
         # drain: anything queued before the stop marker has been taken above
+
+    def _gather(self, first) -> tuple[list, bool]:
+        """The batch that starts with ``first``, and whether the stop marker was met."""
+        batch = [first]
+        deadline = time.monotonic() + self.max_delay
+        while len(batch) < self.max_batch:
+            left = deadline - time.monotonic()
+            try:
+                if left > 0 and (self._busy or self._incoming):
+                    item = self._take(self._queue.get(timeout=left))
+                else:
+                    item = self._take(self._queue.get_nowait())
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _take(self, item):
+        if item is not _STOP:
+            with self._lock:
+                self._incoming -= 1
+        return item
 
     def _execute(self, batch: list) -> None:
         live = [(x, f) for x, f in batch if f.set_running_or_notify_cancel()]

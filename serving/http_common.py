@@ -8,18 +8,20 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from serving.batcher import BatcherClosed
 from serving.errors import InputError, ServingError
 from serving.registry import LimitError, Limits, ModelEntry, check_input
 
-# One pool for every model's predict_batch: onnxruntime releases the GIL, so a few threads keep the cores busy;
-# a plain executor hands off in about half the time of anyio's to_thread.
-_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="predict")
+# One pool for every model's predict_batch: onnxruntime releases the GIL, so a thread per core (up to 4) keeps the
+# cores busy; more threads only fight over the GIL. A plain executor hands off faster than anyio's to_thread.
+_POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="predict")
 
 
 class ApiError(Exception):
@@ -38,6 +40,17 @@ def json_response(content, status: int = 200, headers: dict | None = None) -> Re
     """A compact UTF-8 JSON response (the encoding JSONResponse uses, without its per-call setup)."""
     body = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
     return Response(body, status, headers, media_type="application/json")
+
+
+def add_fast_route(app, path: str, endpoint, methods: list[str], **doc) -> None:
+    """Serves ``path`` with a plain Starlette route, which skips FastAPI's per-request dependency solving (a good
+    part of a small model's request), and declares it to FastAPI after it, for the OpenAPI description only (the
+    first route that matches answers). ``endpoint(request, **path_params)`` is an async function."""
+    async def handler(request: Request):
+        return await endpoint(request=request, **request.path_params)
+
+    app.router.routes.append(Route(path, handler, methods=methods))
+    app.add_api_route(path, endpoint, methods=methods, **doc)
 
 
 def parse_json(body: bytes):
@@ -96,7 +109,7 @@ async def run_predict(entry: ModelEntry, inputs: list) -> list:
     if entry.batcher is None:
         return await loop.run_in_executor(_POOL, entry.predictor.predict_batch, inputs)
     try:
-        futures = [asyncio.wrap_future(entry.batcher.submit(x)) for x in inputs]
+        futures = [asyncio.wrap_future(f) for f in entry.batcher.submit_many(inputs)]
     except BatcherClosed:  # the model was swapped after this request took it: finish on the model it took
         return await loop.run_in_executor(_POOL, entry.predictor.predict_batch, inputs)
     outcomes = await asyncio.gather(*futures, return_exceptions=True)

@@ -26,7 +26,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.errors import InputError
-from serving.http_common import ApiError, decode_base64_audio, json_response, parse_json, predict, read_body
+from serving.http_common import (ApiError, add_fast_route, decode_base64_audio, json_response, parse_json, predict,
+                                 read_body)
 from serving.registry import ModelEntry
 
 HEADER = "Inference-Header-Content-Length"
@@ -243,8 +244,6 @@ def add_routes(app, registry, limits, metrics) -> None:
         entry_for(name, version)
         return json_response({"name": name, "ready": ready()}, 200 if ready() else 503)
 
-    @app.post("/v2/models/{name}/infer", summary="KServe v2: inference")
-    @app.post("/v2/models/{name}/versions/{version}/infer", include_in_schema=False)
     async def infer(name: str, request: Request, version: str | None = None):
         with metrics.track(name if registry.get(name) else "") as tracked:
             entry = entry_for(name, version)
@@ -253,3 +252,6 @@ def add_routes(app, registry, limits, metrics) -> None:
             tracked.inputs = len(inputs)
             results = await predict(entry, inputs, limits, [f"input[{i}]" for i in range(len(inputs))])
             return infer_response(entry, header, results)
+
+    add_fast_route(app, "/v2/models/{name}/infer", infer, ["POST"], summary="KServe v2: inference")
+    add_fast_route(app, "/v2/models/{name}/versions/{version}/infer", infer, ["POST"], include_in_schema=False)

@@ -29,8 +29,8 @@ from starlette.responses import Response
 
 from serving import kserve, tfserving
 from serving.errors import InputError
-from serving.http_common import (ApiError, decode_base64_audio, error_response, json_response, parse_json, predict,
-                                 read_body)
+from serving.http_common import (ApiError, add_fast_route, decode_base64_audio, error_response, json_response,
+                                 parse_json, predict, read_body)
 from serving.metrics import CONTENT_TYPE, Metrics
 from serving.registry import Limits, ModelEntry, Registry
 
@@ -201,7 +201,6 @@ def add_v1_routes(app: FastAPI, registry: Registry, limits: Limits, metrics: Met
         entry = entry_or_404(name)
         return json_response({**entry.describe(), "limits": dataclasses.asdict(limits), "metadata": entry.metadata})
 
-    @app.post("/v1/models/{name}/predict", summary="Predict one input or a batch", openapi_extra=PREDICT_OPENAPI)
     async def v1_predict(name: str, request: Request):
         with metrics.track(name if registry.get(name) else "") as tracked:
             entry = entry_or_404(name)
@@ -212,6 +211,9 @@ def add_v1_routes(app: FastAPI, registry: Registry, limits: Limits, metrics: Met
             outputs = [r.to_dict() for r in results]  # the protocol: every result has to_dict()
             head = {"model": entry.name, "task": entry.task, "version": entry.version}
             return json_response(head | ({"output": outputs[0]} if single else {"outputs": outputs}))
+
+    add_fast_route(app, "/v1/models/{name}/predict", v1_predict, ["POST"], summary="Predict one input or a batch",
+                   openapi_extra=PREDICT_OPENAPI)
 
 
 def add_operations_routes(app: FastAPI, registry: Registry, metrics: Metrics) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from serving.errors import InputError
-from serving.http_common import ApiError, decode_base64_audio, json_response, parse_json, predict, read_body
+from serving.http_common import (ApiError, add_fast_route, decode_base64_audio, json_response, parse_json, predict,
+                                 read_body)
 
 
 def parse_predict(body: bytes, kind: str) -> tuple[list, str]:
@@ -35,8 +36,6 @@ def parse_predict(body: bytes, kind: str) -> tuple[list, str]:
 def add_routes(app, registry, limits, metrics) -> None:
     """Adds the TF Serving predict route to ``app``."""
 
-    @app.post("/v1/models/{name}:predict", summary="TF Serving REST predict")
-    @app.post("/v1/models/{name}/versions/{version}:predict", include_in_schema=False)
     async def tf_predict(name: str, request: Request, version: str | None = None):
         entry = registry.get(name)
         with metrics.track(name if entry else "") as tracked:
@@ -47,3 +46,6 @@ def add_routes(app, registry, limits, metrics) -> None:
             tracked.inputs = len(inputs)
             results = await predict(entry, inputs, limits, [f"instances[{i}]" for i in range(len(inputs))])
             return json_response({key: [r.to_dict() for r in results]})
+
+    add_fast_route(app, "/v1/models/{name}:predict", tf_predict, ["POST"], summary="TF Serving REST predict")
+    add_fast_route(app, "/v1/models/{name}/versions/{version}:predict", tf_predict, ["POST"], include_in_schema=False)

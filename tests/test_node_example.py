@@ -65,3 +65,29 @@ def test_node_program_refuses_a_model_without_metadata(node_ready, tmp_path):
     done = subprocess.run(["node", str(node_ready), str(tmp_path / "bare.onnx"), "hi"], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 1 and "carries no 'metadata.json' metadata" in done.stderr
+
+
+def run_conformance(model: Path, conformance: Path | None = None) -> dict:
+    args = ["node", str(EXAMPLE / "conformance.js"), str(model)] + ([str(conformance)] if conformance else [])
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    summary = json.loads(done.stdout)
+    assert done.returncode == 0 and summary["passed"] == summary["cases"], summary["failures"]
+    return summary
+
+
+def test_node_tokenizer_passes_the_run_dirs_conformance_file(node_ready, slot_run):
+    """The conformance file the export wrote (hard cases: a final '.' before \\v, U+0085, U+1680, U+2028, U+2029;
+    code points unassigned in the spec's Unicode version...), read with the .onnx metadata's spec and vocabulary."""
+    cases = json.loads((slot_run[0] / "tokenizer_conformance.json").read_text())["cases"]
+    assert {f"flights to denver.{w}" for w in "\x0b\x85\u1680\u2028\u2029"} <= {c["input"] for c in cases}
+    assert run_conformance(slot_run[0])["cases"] == len(cases) >= 300
+
+
+def test_node_character_tokenizer_passes_a_conformance_file(node_ready, slot_run, tmp_path):
+    from serving import conformance
+    from serving.tokenizer import CHARS_SPEC
+
+    meta = json.loads((slot_run[0] / "metadata.json").read_text()) | {"tokenizer": CHARS_SPEC}
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "conformance.json").write_text(json.dumps(conformance.build(meta)))
+    run_conformance(tmp_path / "metadata.json", tmp_path / "conformance.json")

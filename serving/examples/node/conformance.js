@@ -2,7 +2,7 @@
 // Checks this example's tokenizer against a run dir's tokenizer_conformance.json (written beside the model at
 // export): every input must give the same tokens and, through the vocabulary in the .onnx metadata, the same ids.
 //
-//   node conformance.js RUN_DIR [CONFORMANCE.json]      # or MODEL.onnx CONFORMANCE.json
+//   node conformance.js RUN_DIR [CONFORMANCE.json]      # or MODEL.onnx (or metadata.json) CONFORMANCE.json
 //
 // Prints {"cases", "passed", "failures": [first 20]} as JSON; exits 1 if any case differs.
 "use strict";
@@ -34,7 +34,8 @@ function main(argv) {
   const dir = fs.statSync(argv[0]).isDirectory() ? argv[0] : path.dirname(argv[0]);
   const model = fs.statSync(argv[0]).isDirectory() ? path.join(dir, "model.onnx") : argv[0];
   const file = argv[1] || path.join(dir, "tokenizer_conformance.json");
-  const summary = check(readMetadata(fs.readFileSync(model)), JSON.parse(fs.readFileSync(file, "utf8")));
+  const meta = model.endsWith(".json") ? JSON.parse(fs.readFileSync(model, "utf8")) : readMetadata(fs.readFileSync(model));
+  const summary = check(meta, JSON.parse(fs.readFileSync(file, "utf8")));
   console.log(JSON.stringify(summary));
   return summary.failures.length ? 1 : 0;
 }

@@ -210,6 +210,41 @@ function iobSpans(words, tags) {
   return slots;
 }
 
+// Character ids [1, time, word_chars] for a model with character features: each word's first word_chars code
+// points, by their id in meta.chars (unk_id if absent), 0-padded.
+function charIds(tokens, meta) {
+  const index = new Map(meta.chars.map((c, i) => [c, i]));
+  const width = meta.word_chars;
+  const ids = new Int32Array(tokens.length * width);
+  tokens.forEach((word, t) => Array.from(word).slice(0, width).forEach((c, k) => {
+    ids[t * width + k] = index.has(c) ? index.get(c) : meta.unk_id;
+  }));
+  return new ort.Tensor("int32", ids, [1, tokens.length, width]);
+}
+
+// The most probable well-formed IOB tag sequence (serving/tags.py, IOBDecoder): I-x only after B-x or I-x, never
+// first; an I-x whose B-x the tag set lacks is free. Ties go to the lowest tag id, as numpy's argmax.
+function iobViterbi(probs, time, tags) {
+  const parts = tags.map((tag) => (tag === "O" || !tag.includes("-") ? ["O", ""]
+    : [tag.slice(0, tag.indexOf("-")), tag.slice(tag.indexOf("-") + 1)]));
+  const begins = new Set(parts.filter(([prefix]) => prefix === "B").map(([, name]) => name));
+  const inside = parts.map(([prefix, name]) => prefix === "I" && begins.has(name));
+  const allowed = (prev, cur) => !inside[cur]
+    || (["B", "I"].includes(parts[prev][0]) && parts[prev][1] === parts[cur][1]);
+  const K = tags.length;
+  const first = (values) => values.reduce((best, v, i) => (v > values[best] ? i : best), 0);
+  let score = tags.map((_, k) => (inside[k] ? -Infinity : Math.log(probs[k])));
+  const back = [];
+  for (let t = 1; t < time; t++) {
+    const from = tags.map((_, k) => first(score.map((s, j) => (allowed(j, k) ? s : -Infinity))));
+    score = from.map((j, k) => (allowed(j, k) ? score[j] : -Infinity) + Math.log(probs[t * K + k]));
+    back.push(from);
+  }
+  const path = [first(score)];
+  for (let t = back.length - 1; t >= 0; t--) path.push(back[t][path[path.length - 1]]);
+  return path.reverse();
+}
+
 async function predict(session, meta, text) {
   let tokens = tokenize(text, meta.tokenizer);
   if (!tokens.length) throw new Error(`text ${JSON.stringify(text)} is empty`);
@@ -221,12 +256,15 @@ async function predict(session, meta, text) {
   const ids = Int32Array.from(tokens, (t) => (index.has(t) ? index.get(t) : meta.unk_id));
   const input = meta.inputs.token_ids;
   const feeds = { [input.name]: new ort.Tensor("int32", ids, [1, ids.length]) };
+  if (meta.inputs.char_ids) feeds[meta.inputs.char_ids.name] = charIds(tokens, meta);
   const out = await session.run(feeds);
   if (meta.task === "slot_filling") {
     const slotProbs = out[meta.outputs.slot_probs.name].data;
     const intentProbs = out[meta.outputs.intent_probs.name].data;
     const nTags = meta.slot_tags.length;
-    const tags = tokens.map((_, t) => meta.slot_tags[argmax(slotProbs, t * nTags, nTags)]);
+    const best = meta.slot_decoding === "iob_viterbi" ? iobViterbi(slotProbs, tokens.length, meta.slot_tags)
+      : tokens.map((_, t) => argmax(slotProbs, t * nTags, nTags));
+    const tags = best.map((id) => meta.slot_tags[id]);
     const intent = argmax(intentProbs, 0, meta.intents.length);
     return { text, words: tokens, tags, slots: iobSpans(tokens, tags), intent: meta.intents[intent],
       intent_confidence: intentProbs[intent] };

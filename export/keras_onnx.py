@@ -22,7 +22,7 @@ import onnx
 from onnx import helper
 
 # The emitter modules: each registers its emitters on import and imports only export.registry (no cycle).
-from export import emit_keras, emit_memory, emit_ngrams, emit_seq2seq  # noqa: F401
+from export import emit_cells, emit_keras, emit_memory, emit_ngrams, emit_seq2seq  # noqa: F401
 from export.registry import (
     DEFAULT_OPSET,
     EMITTERS,
@@ -37,7 +37,7 @@ from export.registry import (
     numpy_dtype,
 )
 
-EMITTER_MODULES = (emit_keras, emit_memory, emit_ngrams, emit_seq2seq)
+EMITTER_MODULES = (emit_cells, emit_keras, emit_memory, emit_ngrams, emit_seq2seq)
 
 __all__ = ["DEFAULT_OPSET", "EMITTERS", "EMITTER_MODULES", "UnsupportedLayer", "convert"]
 

@@ -10,6 +10,10 @@ An *emitter* turns one Keras layer call into ONNX nodes. It is registered for it
         # g: Graph (g.op, g.const, ...); call.first / call.args: the inputs as Values; call.mask: Keras' mask
         return [(g.op("Relu", [call.first.name], layer.name), call.first.lens)]  # one (name, lens) per output
 
+A recurrent cell of one's own (inside ``keras.layers.RNN``, possibly under ``Bidirectional``) is registered for its
+cell class with :func:`emits_cell`: that emitter then gets the RNN (or Bidirectional) layer, ahead of whatever is
+registered for ``keras.layers.RNN`` / ``Bidirectional`` themselves.
+
 Emitter modules live in ``export/emit_*.py`` and import only this module (and ``models``), never the converter,
 so there is no import cycle; the converter (``export/keras_onnx.py``) imports every one of them at its top, so the
 registry is complete as soon as the converter is importable, whatever was imported before.
@@ -33,7 +37,7 @@ MIN_OPSET = 14  # RNN/LSTM/GRU-14: the first versions with the `layout` attribut
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 2  # LabelEncoder-2 (models.ngrams)
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "ML_DOMAIN", "ML_OPSET", "EMITTERS", "Call", "Graph", "UnsupportedLayer",
-           "Value", "emits", "emitter_for", "numpy_dtype"]
+           "Value", "emits", "emits_cell", "emitter_for", "numpy_dtype"]
 
 
 class UnsupportedLayer(Exception):
@@ -59,6 +63,25 @@ def _qualname(fn) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
+_CELL_EMITTERS: dict[type, Emitter] = {}  # cell class → emitter of the RNN / Bidirectional layers over it
+
+
+def _registrar(table: dict, classes: tuple, what: str):
+    if not classes or not all(isinstance(c, type) for c in classes):
+        raise TypeError(f"@{what} takes one or more classes, got {classes!r}")
+
+    def register(fn: Emitter) -> Emitter:
+        for cls in classes:
+            old = table.get(cls)
+            if old is not None and _qualname(old) != _qualname(fn):
+                raise ValueError(f"{cls.__module__}.{cls.__qualname__} already has an emitter ({_qualname(old)}); "
+                                 f"refusing {_qualname(fn)}")
+            table[cls] = fn
+        return fn
+
+    return register
+
+
 def emits(*layer_classes: type):
     """Registers the decorated function as the emitter of ``layer_classes`` (matched exactly, not by subclass).
 
@@ -67,28 +90,29 @@ def emits(*layer_classes: type):
       ValueError: another emitter is already registered for one of the classes (re-registering the same function,
         as a module reload does, is allowed).
     """
-    if not layer_classes or not all(isinstance(c, type) for c in layer_classes):
-        raise TypeError(f"@emits takes one or more layer classes, got {layer_classes!r}")
+    return _registrar(_EMITTERS, layer_classes, "emits")
 
-    def register(fn: Emitter) -> Emitter:
-        for cls in layer_classes:
-            old = _EMITTERS.get(cls)
-            if old is not None and _qualname(old) != _qualname(fn):
-                raise ValueError(f"{cls.__module__}.{cls.__qualname__} already has an emitter ({_qualname(old)}); "
-                                 f"refusing {_qualname(fn)}")
-            _EMITTERS[cls] = fn
-        return fn
 
-    return register
+def emits_cell(*cell_classes: type):
+    """Registers the decorated function as the emitter of every ``keras.layers.RNN`` over a cell of
+    ``cell_classes`` (matched exactly), and of every ``Bidirectional`` over such an RNN. Raises as :func:`emits`."""
+    return _registrar(_CELL_EMITTERS, cell_classes, "emits_cell")
+
+
+def _recurrent_cell(layer):
+    """The cell of a plain ``keras.layers.RNN`` (or of the forward RNN of a Bidirectional), else None."""
+    if type(layer) is keras.layers.Bidirectional:
+        layer = layer.forward_layer
+    return layer.cell if type(layer) is keras.layers.RNN else None
 
 
 def emitter_for(layer) -> Emitter:
-    """The emitter registered for ``type(layer)``.
+    """The emitter registered for ``layer``'s recurrent cell (see :func:`emits_cell`), else for ``type(layer)``.
 
     Raises:
       UnsupportedLayer: none is.
     """
-    emitter = _EMITTERS.get(type(layer))
+    emitter = _CELL_EMITTERS.get(type(_recurrent_cell(layer))) or _EMITTERS.get(type(layer))
     if emitter is None:
         raise UnsupportedLayer(layer, "no native ONNX emitter for this layer class")
     return emitter
@@ -143,6 +167,12 @@ class Graph:
             name = f"{hint}_{i}"
         self._used.add(name)
         return name
+
+    def subgraph(self) -> Graph:
+        """An empty graph (a Scan / Loop body) whose fresh names never clash with this graph's."""
+        body = Graph(self.opset)
+        body._used = self._used
+        return body
 
     def const(self, value, hint: str, dtype=None) -> str:
         name = self.fresh(hint)

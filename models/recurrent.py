@@ -18,7 +18,8 @@ class Cell:
     Attributes:
       name: the ``--cell`` value.
       layer: factory ``(units, return_sequences=..., name=..., **kwargs) -> keras layer``.
-      onnx: how export emits it (``native``: an ONNX RNN/LSTM/GRU op; ``loop``: a hand-written Scan/Loop body).
+      onnx: how export emits it (``native``: by the native converter, as an ONNX RNN/LSTM/GRU op or, for the
+        custom cells, one hand-written Scan per layer (``export/emit_cells.py``); ``tf2onnx``: through tf2onnx).
       decoder: usable as a seq2seq decoder with a one-step export graph (its step has a native emitter).
       description: one line for docs and ``--help``.
     """
@@ -35,8 +36,8 @@ CELL_TABLE = {cell.name: cell for cell in (
     Cell("rnn", keras.layers.SimpleRNN, "native", False, "Elman RNN (tanh)"),
     Cell("lstm", keras.layers.LSTM, "native", True, "long short-term memory"),
     Cell("gru", keras.layers.GRU, "native", True, "gated recurrent unit"),
-    Cell("cwrnn", clockwork_rnn, "loop", False, "Clockwork RNN (Koutnik et al. 2014)"),
-    Cell("scrn", scrn, "loop", False, "structurally constrained RNN (Mikolov et al. 2015)"),
+    Cell("cwrnn", clockwork_rnn, "native", False, "Clockwork RNN (Koutnik et al. 2014)"),
+    Cell("scrn", scrn, "native", False, "structurally constrained RNN (Mikolov et al. 2015)"),
 )}
 # name → layer factory (what the builders call)
 CELLS = {name: cell.layer for name, cell in CELL_TABLE.items()}

@@ -21,8 +21,10 @@ from models.recurrent import CELL_TABLE, CELLS, recurrent_layer, recurrent_stack
 INPUT = "features"
 OUTPUT = "embedding"
 RECONSTRUCTION = "reconstruction"
-# The rows of the cell table whose layer takes a plain initial state (the decoder starts from the sentence vector).
-CELL_CHOICES = tuple(name for name, cell in CELL_TABLE.items() if cell.onnx == "native")
+# The rows of the cell table whose layer takes a plain initial state (the decoder starts from the sentence vector):
+# Keras' own layers; the custom cells carry more state (the Clockwork RNN its step counter).
+CELL_CHOICES = tuple(name for name, cell in CELL_TABLE.items()
+                     if cell.layer in (keras.layers.SimpleRNN, keras.layers.LSTM, keras.layers.GRU))
 
 
 @keras.saving.register_keras_serializable(package="rnn_toolkit")

@@ -163,12 +163,10 @@ def test_masked_bidirectional_cwrnn_and_scrn_onnx_match_keras():
     x = recurrent_layer("scrn", 8, bidirectional=True, name="sc")(x)
     last = recurrent_layer("cwrnn", 5, bidirectional=False, return_sequences=False, name="last")(x)
     model = keras.Model(ids, {"steps": keras.layers.Dense(3, name="steps")(x), "last": last})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        proto, route = to_onnx(model)
-    assert route == "tf2onnx"
-    assert any("cannot be converted to native ONNX" in str(w.message) for w in caught)
-    assert "Loop" in {node.op_type for node in proto.graph.node}
+    proto, route = to_onnx(model, route="native")  # one Scan per layer (export/emit_cells.py)
+    assert route == "native"
+    ops = [node.op_type for node in proto.graph.node]
+    assert ops.count("Scan") == 3 and "Loop" not in ops
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(3)
     for lengths in ([11, 4, 1, 7], [2, 2], [1]):
@@ -194,7 +192,7 @@ def test_slot_filling_with_a_clockwork_rnn_runs_end_to_end_to_serving(tmp_path):
         warnings.simplefilter("ignore")
         assert main(["--cell", "cwrnn", "--quick", "--epochs", "1", "--synthetic-size", "200", "--out", str(out)]) == 0
     meta = json.loads((out / "metadata.json").read_text())
-    assert meta["onnx_converter"] == "tf2onnx"
+    assert meta["onnx_converter"] == "native"
     assert max(meta["parity"]["onnx_max_abs_diff"].values()) <= 1e-5
     assert json.loads((out / "config.json").read_text())["cell"] == "cwrnn"
     result = serving.load(out).predict("show me flights from boston to denver")

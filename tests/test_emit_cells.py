@@ -1,0 +1,105 @@
+"""export.emit_cells: Clockwork RNN and SCRN layers as one ONNX Scan each, checked against Keras in onnxruntime
+(masked and unmasked, batch 1 / odd / large, lengths 1..max, every direction and merge mode)."""
+
+from __future__ import annotations
+
+import collections
+
+import keras
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from export.keras_onnx import UnsupportedLayer, convert
+from models.cells import ClockworkRNNCell, SCRNCell
+
+TOL = 1e-5
+VOCAB, FEATURES = 20, 4
+L = keras.layers
+CELLS = {"cwrnn": lambda: ClockworkRNNCell(7, periods=(1, 2, 3)), "scrn": lambda: SCRNCell(6, alpha=0.9)}
+# (wrapper, RNN options): a lone layer, go_backwards, Bidirectional merges; last outputs and states
+SHAPES = [
+    ("uni", {"return_sequences": True}),
+    ("uni", {"return_sequences": True, "go_backwards": True, "zero_output_for_mask": True}),
+    ("uni", {"return_state": True}),
+    ("concat", {"return_sequences": True}),
+    ("ave", {"return_sequences": False}),
+    (None, {"return_sequences": True, "return_state": True}),
+]
+
+
+def _model(cell: str, wrap, masked: bool, options: dict) -> keras.Model:
+    if masked:
+        inputs = keras.Input((None,), dtype="int32", name="x")
+        x = L.Embedding(VOCAB, 5, mask_zero=True)(inputs)
+    else:
+        inputs = x = keras.Input((None, FEATURES), name="x")
+    rnn = L.RNN(CELLS[cell](), **options)
+    y = rnn(x) if wrap == "uni" else L.Bidirectional(rnn, merge_mode=wrap)(x)
+    model = keras.Model(inputs, y)
+    rng = np.random.default_rng(0)
+    for w in model.weights:  # random biases too: zeros would hide mistakes
+        w.assign(rng.normal(scale=0.6, size=w.shape).astype("float32"))
+    return model
+
+
+def _batches(masked: bool, rng):
+    """Batch 1, an odd batch and a large one; lengths 1..max (right-padded ids) or full float steps."""
+    for batch, time in ((1, 1), (1, 6), (5, 9), (64, 12)):
+        lens = rng.integers(1, time + 1, size=batch)
+        lens[0], lens[-1] = time, 1 if batch > 1 else time
+        if masked:
+            yield (rng.integers(1, VOCAB, size=(batch, time)) * (np.arange(time) < lens[:, None])).astype("int32")
+        else:
+            yield rng.normal(size=(batch, time, FEATURES)).astype("float32")
+
+
+def _worst(model, proto, masked: bool) -> float:
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for x in _batches(masked, np.random.default_rng(1)):
+        want = model(x, training=False)
+        want = want if isinstance(want, (list, tuple)) else [want]
+        got = session.run(None, {"x": x})
+        assert len(got) == len(want)
+        for a, b in zip(want, got):
+            assert np.shape(a) == b.shape
+            worst = max(worst, float(np.abs(np.asarray(a) - b).max()))
+    return worst
+
+
+@pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
+@pytest.mark.parametrize("wrap,options", SHAPES, ids=[f"{w}-{'-'.join(o)}" for w, o in SHAPES])
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_parity_with_keras_everywhere(cell, wrap, options, masked):
+    model = _model(cell, wrap, masked, options)
+    proto = convert(model)
+    ops = collections.Counter(node.op_type for node in proto.graph.node)
+    assert ops["Scan"] == 1 and not ops["Loop"]  # both directions of a Bidirectional share the Scan
+    assert _worst(model, proto, masked) <= TOL
+
+
+def test_scan_body_is_minimal():
+    for wrap, output in (("uni", "Identity"), ("concat", "Where")):  # Bidirectional zeroes masked outputs
+        proto = convert(_model("cwrnn", wrap, True, {"return_sequences": True}))
+        (scan,) = [n for n in proto.graph.node if n.op_type == "Scan"]
+        assert [n.op_type for n in scan.attribute[0].g.node] == ["MatMul", "Add", "Tanh", "Where", output]
+
+
+def test_initial_state_is_refused_with_a_reason():
+    x = keras.Input((None, FEATURES), name="x")
+    h0 = keras.Input((6,), name="h0")
+    y = L.RNN(SCRNCell(6))(x, initial_state=[h0])
+    with pytest.raises(UnsupportedLayer, match="initial_state"):
+        convert(keras.Model([x, h0], y))
+
+
+def test_slot_filler_with_custom_cells_converts_natively():
+    from export.onnx_export import to_onnx
+    from models.slot_filling import build_slot_filler
+
+    for cell in ("cwrnn", "scrn"):
+        model = build_slot_filler(50, 6, 3, cell=cell, embed_dim=8, units=8, layers=2, dropout=0.0)
+        proto, route = to_onnx(model, route="native")
+        assert route == "native"
+        assert sum(n.op_type == "Scan" for n in proto.graph.node) == 2

@@ -4,9 +4,9 @@ almost none of the CPU the server needs.
     python -m benchmarks.load_test slot_filling=RUN_DIR [sentiment=RUN_DIR ...] [-c 1 8 32] [-d 3] [--modes off on]
     python -m benchmarks.load_test --url http://127.0.0.1:8000 --model slot_filling -c 32
 
-For each model and batching mode (``off``: each request's ``predict_batch`` in a worker thread; ``on``:
-``--dynamic-batching``), a server (``python -m serving serve``, one model) is started on an ephemeral port of
-127.0.0.1 and loaded for ``-d`` seconds at each connection count after a one-second warm-up; one input per
+For each model and batching mode (``off``: ``--no-dynamic-batching``, each request's ``predict_batch`` in a
+worker thread; ``on``: ``--dynamic-batching``, the default), a server (``python -m serving serve``, one model)
+is started on an ephemeral port of 127.0.0.1 and loaded for ``-d`` seconds at each connection count after a one-second warm-up; one input per
 request to ``POST /v1/models/NAME/predict`` (text: a JSON body; audio: a raw ``audio/wav`` body, the first
 ``*.wav`` under the run dir or a one-second tone). Prints p50, p99, requests/s and errors (socket errors and
 non-2xx answers) as a markdown table, or JSON with ``--json``; the exit status is 1 if any request failed.
@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import wave
 from pathlib import Path
 
@@ -83,8 +84,9 @@ def wrk(url: str, body_file: Path, content_type: str, connections: int, seconds:
     what the work costs, whatever share of a busy machine the server got)."""
     cpu = cpu_seconds(pid)
     env = {"LOAD_BODY": str(body_file), "LOAD_TYPE": content_type, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
-                           url], capture_output=True, text=True, env=env, timeout=seconds + 60)
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script),
+               url]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds + 60)
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
         raise SystemExit(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
@@ -104,8 +106,8 @@ def start_server(name: str, run_dir: str, extra: list[str]) -> tuple[subprocess.
         proc.kill()
         raise SystemExit(f"the server did not start: {line!r}")
     port = int(line.rsplit(":", 1)[1].split()[0])
-    models = json.loads(subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/v1/models"], capture_output=True,
-                                       text=True, timeout=30).stdout)["models"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=30) as answer:
+        models = json.loads(answer.read())["models"]
     return proc, port, models[0]["input_kind"]
 
 
@@ -124,12 +126,13 @@ def run_models(specs: list[str], modes: list[str], connections: list[int], secon
     for spec in specs:
         name, run_dir = spec.split("=", 1) if "=" in spec else (Path(spec).name, spec)
         for mode in modes:
-            flags = extra + (["--dynamic-batching"] if mode == "on" else [])
+            flags = extra + (["--dynamic-batching"] if mode == "on" else ["--no-dynamic-batching"])
             proc, port, kind = start_server(name, run_dir, flags)
             try:
                 url = f"http://127.0.0.1:{port}/v1/models/{name}/predict"
                 body = request_body(name, Path(run_dir), kind)
-                rows += [{"model": name, "batching": mode, **f} for f in measure(url, body, connections, seconds, tmp, proc.pid)]
+                figures = measure(url, body, connections, seconds, tmp, proc.pid)
+                rows += [{"model": name, "batching": mode, **f} for f in figures]
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -129,8 +129,7 @@ def plain(value):
     if isinstance(value, dict):
         return {plain(k): plain(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: plain(getattr(value, name)) for name in value.__dataclass_fields__
-                if value.__dataclass_fields__[name]._field_type is dataclasses._FIELD}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return copy.deepcopy(value)
 
 

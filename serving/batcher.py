@@ -1,13 +1,15 @@
-"""Dynamic batching (opt-in), as Triton's dynamic batcher: concurrent requests for one model are gathered for up
-to ``max_delay_ms`` milliseconds (or until ``max_batch`` inputs wait) and run as one ``predict_batch`` call, so one
-onnxruntime run serves many requests.
+"""Dynamic batching (on by default in the server), as Triton's dynamic batcher: concurrent requests for one model
+are gathered for up to ``max_delay_ms`` milliseconds (or until ``max_batch`` inputs wait) and run as one
+``predict_batch`` call, so one onnxruntime run serves many requests.
 
-Each worker thread takes the first waiting input, then keeps collecting until the batch is full or the delay
-since that first input has passed, but waits only while more is known to be coming: inputs of a request still
-being queued, or another batch of the model running (under load, requests arrive while it computes). With the
-queue empty and the other workers idle, a lone request (one client, light load) runs at once instead of paying
-the delay. If the batch fails with an input error (one bad input spoils a padded
-batch), its inputs are run one by one so that each caller gets its own result or its own error.
+Each worker thread takes the first waiting input and what is queued behind it, then keeps collecting until the
+batch is full or the delay since that first input has passed, but waits only while another batch of the model
+is running (under load, requests arrive while it computes). With the queue empty and the other workers idle, a
+lone request (one client, light load) runs at once instead of paying the delay. A request of several inputs is
+a batch already: the server runs it directly (``serving.http_common.run_predict``).
+
+If the batch fails with an input error (one bad input spoils a padded batch), its inputs are run one by one so
+that each caller gets its own result or its own error.
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ class DynamicBatcher:
         self._closed = False
         self._lock = threading.Lock()
         self._busy = 0  # workers running a batch now
-        self._incoming = 0  # inputs submitted and not yet taken by a worker
         self._threads = [threading.Thread(target=self._run, name=f"batcher-{name}-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -68,22 +69,12 @@ class DynamicBatcher:
         Raises:
           BatcherClosed: the batcher no longer takes inputs.
         """
-        return self.submit_many([x])[0]
-
-    def submit_many(self, inputs: list) -> list[Future]:
-        """Queues the inputs of one request together (a worker gathers them into one batch); one future each.
-
-        Raises:
-          BatcherClosed: the batcher no longer takes inputs.
-        """
-        futures = [Future() for _ in inputs]
+        future: Future = Future()
         with self._lock:
             if self._closed:
                 raise BatcherClosed("the model is being replaced or the server is stopping; retry")
-            self._incoming += len(inputs)
-            for x, future in zip(inputs, futures):
-                self._queue.put((x, future))
-        return futures
+            self._queue.put((x, future))
+        return future
 
     def close(self, wait: bool = False) -> None:
         """Stops taking inputs; the workers finish those already queued, then end."""
@@ -100,7 +91,7 @@ class DynamicBatcher:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._take(self._queue.get())
+            first = self._queue.get()
             if first is _STOP:
                 return
             batch, stopping = self._gather(first)
@@ -120,22 +111,13 @@ class DynamicBatcher:
         while len(batch) < self.max_batch:
             left = deadline - time.monotonic()
             try:
-                if left > 0 and (self._busy or self._incoming):
-                    item = self._take(self._queue.get(timeout=left))
-                else:
-                    item = self._take(self._queue.get_nowait())
+                item = self._queue.get(timeout=left) if left > 0 and self._busy else self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is _STOP:
                 return batch, True
             batch.append(item)
         return batch, False
-
-    def _take(self, item):
-        if item is not _STOP:
-            with self._lock:
-                self._incoming -= 1
-        return item
 
     def _execute(self, batch: list) -> None:
         live = [(x, f) for x, f in batch if f.set_running_or_notify_cancel()]

@@ -104,21 +104,15 @@ def decode_base64_audio(x, where: str):
 
 
 async def run_predict(entry: ModelEntry, inputs: list) -> list:
-    """Runs the inputs through the entry's batcher (one future each) or one ``predict_batch`` in a worker thread."""
+    """Runs one input through the entry's batcher, or the inputs as one ``predict_batch`` in a worker thread (a
+    request of several inputs is a batch already)."""
     loop = asyncio.get_running_loop()
-    if entry.batcher is None:
-        return await loop.run_in_executor(_POOL, entry.predictor.predict_batch, inputs)
-    try:
-        futures = [asyncio.wrap_future(f) for f in entry.batcher.submit_many(inputs)]
-    except BatcherClosed:  # the model was swapped after this request took it: finish on the model it took
-        return await loop.run_in_executor(_POOL, entry.predictor.predict_batch, inputs)
-    outcomes = await asyncio.gather(*futures, return_exceptions=True)
-    for i, outcome in enumerate(outcomes):
-        if isinstance(outcome, BaseException):
-            if isinstance(outcome, InputError) and len(inputs) > 1:
-                raise InputError(f"inputs[{i}]: {outcome}") from None
-            raise outcome
-    return outcomes
+    if entry.batcher is not None and len(inputs) == 1:
+        try:
+            return [await asyncio.wrap_future(entry.batcher.submit(inputs[0]))]
+        except BatcherClosed:  # the model was swapped after this request took it: finish on the model it took
+            pass
+    return await loop.run_in_executor(_POOL, entry.predictor.predict_batch, inputs)
 
 
 async def predict(entry: ModelEntry, inputs: list, limits: Limits, where: list[str] | None = None) -> list:

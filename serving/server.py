@@ -9,10 +9,13 @@ Endpoints (JSON unless said otherwise; the OpenAPI description is at ``/openapi.
   for record models. Audio models also take a raw ``audio/wav`` body or a ``multipart/form-data`` upload (every
   file part is one input, in order); text models also take a ``text/plain`` body (one input).
 - ``GET /healthz`` (alive), ``GET /readyz`` (models loaded and not shutting down; 503 otherwise).
-- ``GET /metrics``: Prometheus text format; requests, errors (by code) and a latency histogram per model, batch
-  sizes of the dynamic batcher, reloads.
+- ``GET /metrics``: Prometheus text format (:mod:`serving.metrics`); requests, errors (by code) and a latency
+  histogram per model, batch sizes of the dynamic batcher, reloads, process metrics.
+- KServe v2 under ``/v2`` (:mod:`serving.kserve`) and TF Serving REST ``POST /v1/models/{name}:predict``
+  (:mod:`serving.tfserving`), sharing the limits, batching and metrics (:mod:`serving.http_common`).
 
-Every error is a 4xx (or 503 while stopping) with ``{"error": {"code": ..., "message": ...}}``.
+Every error is a 4xx (or 503 while stopping) with ``{"error": {"code": ..., "message": ...}}`` (the standard
+protocols: ``{"error": "message"}``).
 This module imports FastAPI; ``import serving`` does not import it.
 """
 
@@ -95,7 +98,8 @@ async def parse_inputs(request: Request, entry: ModelEntry, body: bytes) -> tupl
         try:
             return [body.decode("utf-8")], True
         except UnicodeDecodeError as err:
-            raise ApiError(422, "invalid_input", f"the text/plain body is not UTF-8 (byte offset {err.start})") from None
+            raise ApiError(422, "invalid_input",
+                           f"the text/plain body is not UTF-8 (byte offset {err.start})") from None
     accepted = {"text": "application/json or text/plain",
                 "audio": "application/json (base64), audio/wav or multipart/form-data",
                 "record": "application/json"}[kind]

@@ -87,7 +87,8 @@ def _unicode_rules() -> dict:
 def word_spec() -> dict:
     """The full ``casefold_punct_v1`` spec (what ``SPEC`` holds)."""
     return {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold", **_unicode_rules(),
-            "punctuation": PUNCTUATION, "final_period_trailing": code_point_set(_ranges(map(ord, FINAL_PERIOD_TRAILING)))}
+            "punctuation": PUNCTUATION,
+            "final_period_trailing": code_point_set(_ranges(map(ord, FINAL_PERIOD_TRAILING)))}
 
 
 @functools.cache

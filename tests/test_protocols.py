@@ -104,7 +104,7 @@ def test_kserve_errors_reach_the_client(triton, server):
     assert status == 400 and "shape" in body["error"]
 
 
-# --- TF Serving REST ---------------------------------------------------------------------------------------------------
+# --- TF Serving REST --------------------------------------------------------------------------------------------------
 
 def test_tf_serving_predict_rows_and_columns(server, slot_run):
     expected = json.loads(json.dumps([r.to_dict() for r in serving.load(slot_run[0]).predict_batch(TEXTS)]))

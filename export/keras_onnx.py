@@ -5,8 +5,10 @@ onnxruntime) and the GPU's CudnnRNNV3 kernels do not convert at all. This conver
 config and weights and emits the equivalent ONNX ops, a Keras mask becoming the recurrent ops' ``sequence_lens``.
 
 Masks are carried as sequence lengths (int32 [batch]), so they are assumed RIGHT-padded: an ``Embedding`` with
-``mask_zero=True`` fed ids whose zeros all sit at the end of each row. Any layer or option that cannot be converted
-exactly raises :class:`UnsupportedLayer` (callers fall back to tf2onnx).
+``mask_zero=True`` fed ids whose zeros all sit at the end of each row, a ``Masking`` layer fed frames whose masked
+steps all sit at the end (not checkable when the graph is built: the parity check on right-padded batches vouches for
+it). Any layer or option that cannot be converted exactly raises :class:`UnsupportedLayer` (callers fall back to
+tf2onnx).
 
 This module walks the graph; the per-layer emitters live in ``export/emit_*.py``, registered with
 ``export.registry.emits``. Every emitter module is imported here, at the top, so the registry is complete as soon
@@ -22,7 +24,9 @@ import onnx
 from onnx import helper
 
 # The emitter modules: each registers its emitters on import and imports only export.registry (no cycle).
-from export import emit_cells, emit_keras, emit_memory, emit_ngrams, emit_seq2seq  # noqa: F401
+from export import (  # noqa: F401
+    emit_attention, emit_cells, emit_keras, emit_layers, emit_memory, emit_ngrams, emit_seq2seq,
+)
 from export.registry import (
     DEFAULT_OPSET,
     EMITTERS,
@@ -37,7 +41,7 @@ from export.registry import (
     numpy_dtype,
 )
 
-EMITTER_MODULES = (emit_cells, emit_keras, emit_memory, emit_ngrams, emit_seq2seq)
+EMITTER_MODULES = (emit_attention, emit_cells, emit_keras, emit_layers, emit_memory, emit_ngrams, emit_seq2seq)
 
 __all__ = ["DEFAULT_OPSET", "EMITTERS", "EMITTER_MODULES", "UnsupportedLayer", "convert"]
 
@@ -69,6 +73,15 @@ def _data_inputs(node) -> list:
     return [t for t in keras.tree.flatten((node.arguments.args, kwargs)) if isinstance(t, keras.KerasTensor)]
 
 
+def _mask_input(node) -> list:
+    """The ``mask`` argument of a node when a layer with an emitter computes it (e.g. models.speech.FrameMask: its
+    emitter knows the lengths), else nothing."""
+    mask = node.arguments.kwargs.get("mask")
+    if isinstance(mask, keras.KerasTensor) and type(mask._keras_history[0]) in EMITTERS:
+        return [mask]
+    return []
+
+
 def _needed_nodes(model) -> set[int]:
     """ids of the nodes the outputs' data depends on. The ops computing Keras' boolean masks (NotEqual after an
     Embedding, LogicalOr/Any after a merge...) are left out: masks are rebuilt from sequence lengths instead."""
@@ -78,7 +91,7 @@ def _needed_nodes(model) -> set[int]:
         node = operation._inbound_nodes[node_index]
         if id(node) not in needed:
             needed.add(id(node))
-            stack.extend(_data_inputs(node))
+            stack.extend(_data_inputs(node) + _mask_input(node))
     return needed
 
 
@@ -122,13 +135,17 @@ def _bind(layer, node, values: dict) -> Call:
     kwargs = {k: v for k, v in node.arguments.kwargs.items() if k in params or takes_kwargs}
     bound = signature.bind(*node.arguments.args, **kwargs).arguments
     first_name = next(iter(bound))
-    keras_mask, first = bound.pop("mask", None), bound[first_name]
+    keras_mask = bound.pop("mask", None) if first_name != "mask" else None  # SubsampleMask.call(mask): data
+    first = bound[first_name]
     mask = None
     if keras_mask is not None:
         lens = values[id(first)].lens if isinstance(first, keras.KerasTensor) else None
         own_mask = keras_mask is getattr(first, "_keras_mask", None) or _is_padding_mask_of(keras_mask, first)
-        if lens is None or not own_mask:
-            raise UnsupportedLayer(layer, "a mask argument other than the right-padded mask of its input")
+        if not own_mask:  # a mask tensor of its own: usable when its emitter knew its lengths (bool Values only)
+            given = values.get(id(keras_mask)) if isinstance(keras_mask, keras.KerasTensor) else None
+            lens = given.lens if given is not None and given.dtype == "bool" else None
+        if lens is None:
+            raise UnsupportedLayer(layer, "a mask argument other than a right-padded mask of known lengths")
         mask = lens
     elif "mask" in params and isinstance(first, keras.KerasTensor):
         # At run time Keras hands call() the mask of the only tensor argument (``initial_state=None`` is not a
@@ -183,7 +200,9 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
             if len(produced) != len(node.outputs):  # a guard on the emitters themselves
                 raise UnsupportedLayer(layer, f"emitted {len(produced)} outputs for {len(node.outputs)} Keras outputs")
             for tensor, (name, lens) in zip(node.outputs, produced):
-                lens = lens if layer.supports_masking else None
+                # A layer's output carries a mask when the layer supports masking; a boolean output (a mask tensor
+                # itself, e.g. models.speech.FrameMask) carries its own lengths.
+                lens = lens if layer.supports_masking or tensor.dtype == "bool" else None
                 values[id(tensor)] = Value(name, lens, tuple(tensor.shape), tensor.dtype)
 
     graph_outputs = []

@@ -208,3 +208,70 @@ class Graph:
                         hint)
         lens64 = self.op("Cast", [lens], hint, to=TensorProto.INT64)
         return self.op("Less", [self.unsqueeze(steps, [0], hint), self.unsqueeze(lens64, [1], hint)], hint)
+
+    def shape_slice(self, x: str, start: int, end: int | None, hint: str) -> str:
+        """int64 dims ``start:end`` of ``x``'s shape (``end`` None: to the last)."""
+        end = np.iinfo(np.int64).max if end is None else end
+        return self.op("Slice", [self.op("Shape", [x], hint), self.const([start], f"{hint}_start", np.int64),
+                                 self.const([end], f"{hint}_end", np.int64)], hint)
+
+    def where_steps(self, x: str, lens: str, other: str, hint: str) -> str:
+        """``x`` [batch, time, ...] at each row's first ``lens`` steps, ``other`` (broadcast) at the others."""
+        valid = self.time_mask(x, lens, hint)
+        return self.op("Where", [self.unsqueeze(valid, [2], hint), x, other], hint)
+
+    def activation(self, owner, fn, x: str, hint: str) -> str:
+        """Keras activation ``fn`` (a function or its name) on ``x``, as Keras computes it.
+
+        Raises:
+          UnsupportedLayer: (naming ``owner``) an activation this converter does not emit.
+        """
+        name = fn if isinstance(fn, str) else keras.activations.serialize(fn)
+        if isinstance(name, dict) or name not in _ACTIVATIONS:
+            raise UnsupportedLayer(owner, f"activation {name!r}; supported: {', '.join(_ACTIVATIONS)}")
+        return _ACTIVATIONS[name](self, x, hint)
+
+
+def _unary(op_type: str, **attrs):
+    return lambda g, x, hint: g.op(op_type, [x], hint, **attrs)
+
+
+def _gated(gate):
+    """x * gate(x): swish / silu, hard_silu."""
+    return lambda g, x, hint: g.op("Mul", [x, gate(g, x, hint)], hint)
+
+
+def _gelu(g: Graph, x: str, hint: str) -> str:
+    """Keras' exact gelu: 0.5 x (1 + erf(x / sqrt 2))."""
+    erf = g.op("Erf", [g.op("Mul", [x, g.const(np.float32(1 / np.sqrt(2)), f"{hint}_rsqrt2")], hint)], hint)
+    half_x = g.op("Mul", [x, g.const(np.float32(0.5), f"{hint}_half")], hint)
+    return g.op("Mul", [half_x, g.op("Add", [erf, g.const(np.float32(1), f"{hint}_one")], hint)], hint)
+
+
+def _relu6(g: Graph, x: str, hint: str) -> str:
+    return g.op("Clip", [x, g.const(np.float32(0), f"{hint}_min"), g.const(np.float32(6), f"{hint}_max")], hint)
+
+
+_hard_sigmoid = _unary("HardSigmoid", alpha=1.0 / 6.0, beta=0.5)  # Keras 3: relu6(x + 3) / 6
+
+# Keras activation name → emitter (graph, x, hint) → output name.
+_ACTIVATIONS = {
+    "linear": lambda g, x, hint: x,
+    "relu": _unary("Relu"),
+    "relu6": _relu6,
+    "leaky_relu": _unary("LeakyRelu", alpha=0.2),
+    "elu": _unary("Elu", alpha=1.0),
+    "selu": _unary("Selu"),
+    "sigmoid": _unary("Sigmoid"),
+    "hard_sigmoid": _hard_sigmoid,
+    "tanh": _unary("Tanh"),
+    "softmax": _unary("Softmax", axis=-1),
+    "log_softmax": _unary("LogSoftmax", axis=-1),
+    "softplus": _unary("Softplus"),
+    "softsign": _unary("Softsign"),
+    "exponential": _unary("Exp"),
+    "silu": _gated(_unary("Sigmoid")),
+    "swish": _gated(_unary("Sigmoid")),
+    "hard_silu": _gated(_hard_sigmoid),
+    "gelu": _gelu,
+}

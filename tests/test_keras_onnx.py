@@ -296,15 +296,15 @@ def _unsupported(build) -> UnsupportedLayer:
     return caught.value
 
 
-def test_conv1d_raises_naming_the_layer():
+def test_layer_without_emitter_raises_naming_the_layer():
     def build():
         inp, x = _sequence_input(masked=False)
-        x = L.Conv1D(3, 2, padding="same", name="my_conv")(x)
+        x = L.UpSampling1D(2, name="my_upsampling")(x)
         return keras.Model(inp, L.LSTM(UNITS)(x))
 
     err = _unsupported(build)
-    assert err.layer_name == "my_conv"
-    assert "'my_conv' (Conv1D)" in str(err)
+    assert err.layer_name == "my_upsampling"
+    assert "'my_upsampling' (UpSampling1D)" in str(err)
 
 
 @pytest.mark.parametrize(
@@ -314,7 +314,7 @@ def test_conv1d_raises_naming_the_layer():
         (lambda: L.LSTM(UNITS, activation="gelu", name="bad"), "LSTM", "activation 'gelu'"),
         (lambda: L.Bidirectional(L.GRU(UNITS, recurrent_activation="silu"), name="bad"), "Bidirectional",
          "recurrent_activation 'silu'"),
-        (lambda: L.Dense(3, activation="gelu", name="bad"), "Dense", "activation 'gelu'"),
+        (lambda: L.Dense(3, activation="mish", name="bad"), "Dense", "activation 'mish'"),
         (lambda: L.LSTM(UNITS, stateful=True, name="bad"), "LSTM", "stateful=True"),
     ],
 )

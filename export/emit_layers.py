@@ -1,0 +1,287 @@
+"""Native ONNX emitters for the Keras layers users put around recurrent layers: Masking, Conv1D and 1-D pooling,
+global pooling, layer / RMS / batch normalization, TimeDistributed, Activation, Reshape / Permute / Flatten, and the
+speech models' mask layers (``models.speech``). Registered with ``export.registry.emits``.
+
+Masks travel as sequence lengths (int32 [batch]), so they are assumed RIGHT-padded (see ``export/keras_onnx.py``).
+``Masking`` counts the real steps of each row: a row whose masked steps are not all at its end (an all-``mask_value``
+frame in the middle of a clip) cannot be expressed as lengths and converts inexactly. That is not checked when the
+graph is built (it depends on the data); the export's parity check on right-padded batches is what vouches for it.
+
+Layers that mix steps (Conv1D, pooling, Reshape, Flatten, GlobalMaxPooling1D) read the padded steps too: the
+emitters upstream reproduce Keras' values there (zeros after Masking, ``embeddings[0]`` after an Embedding, what
+the recurrent layers leave), so they are exact; like Keras, Conv1D and the 1-D poolings drop the mask.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import numpy as np
+from onnx import TensorProto
+
+from export.registry import Call, Graph, UnsupportedLayer, Value, emitter_for, emits
+from models.speech import FrameMask, SubsampleMask
+
+L = keras.layers
+
+
+def _channels_first(g: Graph, x: str, layer, hint: str) -> str:
+    """[batch, steps, channels] → [batch, channels, steps] unless the layer already reads channels first."""
+    return x if layer.data_format == "channels_first" else g.op("Transpose", [x], hint, perm=[0, 2, 1])
+
+
+def _channels_back(g: Graph, y: str, layer, hint: str) -> str:
+    return y if layer.data_format == "channels_first" else g.op("Transpose", [y], hint, perm=[0, 2, 1])
+
+
+def _rank3(layer, x: Value) -> None:
+    if len(x.shape) != 3:
+        raise UnsupportedLayer(layer, f"input of rank {len(x.shape)}; expected [batch, steps, channels]")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Masks
+
+
+@emits(L.Masking)
+def _masking(g: Graph, layer, call: Call):
+    """Zeros the steps equal to ``mask_value`` everywhere; the mask becomes lengths: the count of the other steps."""
+    x, hint = call.first, layer.name
+    _rank3(layer, x)
+    if np.ndim(layer.mask_value) != 0:
+        raise UnsupportedLayer(layer, "a mask_value that is not a scalar")
+    value = g.const(np.float32(layer.mask_value), f"{hint}_value")
+    differs = g.op("Cast", [g.op("Not", [g.op("Equal", [x.name, value], hint)], hint)], hint, to=TensorProto.FLOAT)
+    real = g.reduce("ReduceMax", differs, [2], hint, keepdims=1)  # 1.0 at real steps: [batch, time, 1]
+    y = g.op("Where", [g.op("Cast", [real], hint, to=TensorProto.BOOL), x.name, g.const(np.float32(0), f"{hint}_0")],
+             hint)
+    lens = g.reduce("ReduceSum", g.op("Cast", [g.squeeze(real, [2], hint)], hint, to=TensorProto.INT32), [1], hint)
+    return [(y, lens)]
+
+
+def _mask_lens(g: Graph, lens: str, steps: str, hint: str) -> str:
+    """int32 lengths clipped to [0, steps] (int64 scalar ``steps``)."""
+    steps32 = g.op("Cast", [steps], hint, to=TensorProto.INT32)
+    return g.op("Max", [g.op("Min", [lens, steps32], hint), g.const(np.int32(0), f"{hint}_zero")], hint)
+
+
+@emits(FrameMask)
+def _frame_mask(g: Graph, layer, call: Call):
+    """models.speech.FrameMask: step t of row b is real when t < frames[b]; its lengths travel with it."""
+    features, frames = call.first
+    hint = layer.name
+    frames32 = g.op("Cast", [frames.name], hint, to=TensorProto.INT32)
+    lens = _mask_lens(g, frames32, g.gather(g.op("Shape", [features.name], hint), 1, 0, hint), hint)
+    return [(g.time_mask(features.name, lens, hint), lens)]
+
+
+@emits(SubsampleMask)
+def _subsample_mask(g: Graph, layer, call: Call):
+    """models.speech.SubsampleMask: every ``stride``-th step; right-padded lengths become ceil(lens / stride)."""
+    mask, hint, stride = call.first, layer.name, layer.stride
+    if mask.lens is None:
+        raise UnsupportedLayer(layer, "a mask that is not a right-padded mask with known lengths")
+    kept = g.op("Slice", [mask.name, g.const([0], f"{hint}_start", np.int64),
+                          g.const([np.iinfo(np.int64).max], f"{hint}_end", np.int64),
+                          g.const([1], f"{hint}_axis", np.int64), g.const([stride], f"{hint}_step", np.int64)], hint)
+    lens = g.op("Div", [g.op("Add", [mask.lens, g.const(np.int32(stride - 1), f"{hint}_round")], hint),
+                        g.const(np.int32(stride), f"{hint}_stride")], hint)
+    return [(kept, lens)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Convolution and pooling over steps: ONNX wants channels first
+
+
+def _window_attrs(layer, padding: str, kernel: int, stride: int, dilation: int = 1) -> dict:
+    """ONNX Conv / pool attributes for Keras' padding: valid, same (TensorFlow's: extra padding at the end, which is
+    ONNX's SAME_UPPER) or causal (all of it at the start)."""
+    attrs = {"kernel_shape": [kernel], "strides": [stride]}
+    if padding == "same":
+        return {**attrs, "auto_pad": "SAME_UPPER"}
+    if padding == "causal":
+        return {**attrs, "pads": [(kernel - 1) * dilation, 0]}
+    if padding == "valid":
+        return {**attrs, "pads": [0, 0]}
+    raise UnsupportedLayer(layer, f"padding {padding!r}")
+
+
+@emits(L.Conv1D)
+def _conv1d(g: Graph, layer, call: Call):
+    """Conv (group = Keras' groups). Keras drops the mask: the padded steps are read as they are."""
+    x, hint = call.first, layer.name
+    _rank3(layer, x)
+    if getattr(layer, "quantization_mode", None):
+        raise UnsupportedLayer(layer, f"quantized ({layer.quantization_mode}) kernels")
+    (kernel,), (stride,), (dilation,) = layer.kernel_size, layer.strides, layer.dilation_rate
+    attrs = _window_attrs(layer, layer.padding, kernel, stride, dilation)
+    weights = np.asarray(layer.kernel, np.float32).transpose(2, 1, 0)  # [out, in / groups, kernel]
+    inputs = [_channels_first(g, x.name, layer, hint), g.const(weights, f"{hint}_kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(np.asarray(layer.bias, np.float32), f"{hint}_bias"))
+    y = g.op("Conv", inputs, hint, dilations=[dilation], group=layer.groups, **attrs)
+    y = _channels_back(g, y, layer, hint)
+    return [(g.activation(layer, layer.activation, y, hint), None)]
+
+
+@emits(L.MaxPooling1D, L.AveragePooling1D)
+def _pooling1d(g: Graph, layer, call: Call):
+    """MaxPool / AveragePool (TensorFlow's same padding averages over the real values only)."""
+    x, hint = call.first, layer.name
+    _rank3(layer, x)
+    (size,), (stride,) = layer.pool_size, layer.strides
+    attrs = _window_attrs(layer, layer.padding, size, stride)
+    if isinstance(layer, L.AveragePooling1D):
+        op_type, attrs = "AveragePool", {**attrs, "count_include_pad": 0}
+    else:
+        op_type = "MaxPool"
+    y = g.op(op_type, [_channels_first(g, x.name, layer, hint)], hint, **attrs)
+    return [(_channels_back(g, y, layer, hint), None)]
+
+
+def _steps_axis(layer) -> int:
+    return 2 if layer.data_format == "channels_first" else 1
+
+
+@emits(L.GlobalMaxPooling1D)
+def _global_max_pooling(g: Graph, layer, call: Call):
+    """Max over every step: Keras' GlobalMaxPooling1D ignores the mask (padded steps included)."""
+    x = call.first
+    _rank3(layer, x)
+    return [(g.reduce("ReduceMax", x.name, [_steps_axis(layer)], layer.name, keepdims=int(layer.keepdims)), None)]
+
+
+@emits(L.GlobalAveragePooling1D)
+def _global_average_pooling(g: Graph, layer, call: Call):
+    """Mean over the steps, the masked ones left out as Keras does (a row with no real step gives NaN, as there)."""
+    x, hint, lens = call.first, layer.name, call.mask
+    _rank3(layer, x)
+    axis, keep = _steps_axis(layer), int(layer.keepdims)
+    if lens is None:
+        return [(g.reduce("ReduceMean", x.name, [axis], hint, keepdims=keep), None)]
+    valid = g.unsqueeze(g.time_mask(x.name, lens, hint), [3 - axis], hint)  # bool, broadcast over channels
+    total = g.reduce("ReduceSum", g.op("Where", [valid, x.name, g.const(np.float32(0), f"{hint}_0")], hint), [axis],
+                     hint, keepdims=keep)
+    count = g.reduce("ReduceSum", g.op("Cast", [valid], hint, to=TensorProto.FLOAT), [axis], hint, keepdims=keep)
+    return [(g.op("Div", [total, count], hint), None)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Normalization
+
+
+def _axes(layer, axis, rank: int) -> list[int]:
+    axes = sorted(a % rank for a in ([axis] if isinstance(axis, int) else axis))
+    if 0 in axes:
+        raise UnsupportedLayer(layer, "normalizing over the batch axis")
+    return axes
+
+
+def _broadcast(param, axes: list[int], shape: tuple) -> np.ndarray:
+    """A per-feature parameter reshaped to broadcast against inputs of ``shape`` (features on ``axes``)."""
+    return np.asarray(param, np.float32).reshape([shape[i] if i in axes else 1 for i in range(len(shape))])
+
+
+def _rsqrt(g: Graph, v: str, epsilon: float, hint: str) -> str:
+    """1 / sqrt(v + epsilon)."""
+    return g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(epsilon), f"{hint}_eps")], hint)],
+                                    hint)], hint)
+
+
+@emits(L.LayerNormalization)
+def _layer_normalization(g: Graph, layer, call: Call):
+    """Keras' formula: inv = rsqrt(var + eps) * gamma; x * inv + (beta - mean * inv). rms_scaling: x * inv."""
+    x, hint = call.first, layer.name
+    axes = _axes(layer, layer.axis, len(x.shape))
+    if any(x.shape[a] is None for a in axes):
+        raise UnsupportedLayer(layer, "normalizing over an axis of unknown size")
+    mean = g.reduce("ReduceMean", x.name, axes, hint, keepdims=1)
+    centered = g.op("Sub", [x.name, mean], hint)
+    variance = g.reduce("ReduceMean", g.op("Mul", [centered, centered], hint), axes, hint, keepdims=1)
+    inv = _rsqrt(g, variance, layer.epsilon, hint)
+    if layer.scale:
+        inv = g.op("Mul", [inv, g.const(_broadcast(layer.gamma, axes, x.shape), f"{hint}_gamma")], hint)
+    if layer.rms_scaling:
+        return [(g.op("Mul", [x.name, inv], hint), x.lens)]
+    shift = g.op("Neg", [g.op("Mul", [mean, inv], hint)], hint)
+    if layer.center:
+        shift = g.op("Add", [shift, g.const(_broadcast(layer.beta, axes, x.shape), f"{hint}_beta")], hint)
+    return [(g.op("Add", [g.op("Mul", [x.name, inv], hint), shift], hint), x.lens)]
+
+
+@emits(L.RMSNormalization)
+def _rms_normalization(g: Graph, layer, call: Call):
+    """x * rsqrt(mean(x^2) + eps) * scale."""
+    x, hint = call.first, layer.name
+    axes = _axes(layer, layer.axis, len(x.shape))
+    mean_square = g.reduce("ReduceMean", g.op("Mul", [x.name, x.name], hint), axes, hint, keepdims=1)
+    inv = _rsqrt(g, mean_square, layer.epsilon, hint)
+    scale = g.const(_broadcast(layer.scale, axes, x.shape), f"{hint}_scale")
+    y = g.op("Mul", [g.op("Mul", [x.name, inv], hint), scale], hint)
+    return [(y, x.lens)]
+
+
+@emits(L.BatchNormalization)
+def _batch_normalization(g: Graph, layer, call: Call):
+    """Inference: x * inv + (beta - moving_mean * inv), inv = rsqrt(moving_variance + eps) * gamma, folded."""
+    x, hint = call.first, layer.name
+    axes = _axes(layer, layer.axis, len(x.shape))
+    inv = (1.0 / np.sqrt(np.asarray(layer.moving_variance, np.float32) + np.float32(layer.epsilon))).astype(np.float32)
+    if layer.scale:
+        inv = inv * np.asarray(layer.gamma, np.float32)
+    shift = -np.asarray(layer.moving_mean, np.float32) * inv
+    if layer.center:
+        shift = shift + np.asarray(layer.beta, np.float32)
+    y = g.op("Mul", [x.name, g.const(_broadcast(inv, axes, x.shape), f"{hint}_scale")], hint)
+    return [(g.op("Add", [y, g.const(_broadcast(shift, axes, x.shape), f"{hint}_shift")], hint), x.lens)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Activation, shape layers and TimeDistributed
+
+
+@emits(L.Activation)
+def _activation(g: Graph, layer, call: Call):
+    return [(g.activation(layer, layer.activation, call.first.name, layer.name), call.first.lens)]
+
+
+@emits(L.Reshape)
+def _reshape(g: Graph, layer, call: Call):
+    """Reshape to [batch, *target_shape] (0 copies the batch size; Keras' -1 is ONNX's)."""
+    shape = g.const([0, *layer.target_shape], f"{layer.name}_shape", np.int64)
+    return [(g.op("Reshape", [call.first.name, shape], layer.name), None)]
+
+
+@emits(L.Permute)
+def _permute(g: Graph, layer, call: Call):
+    return [(g.op("Transpose", [call.first.name], layer.name, perm=[0, *layer.dims]), None)]
+
+
+@emits(L.Flatten)
+def _flatten(g: Graph, layer, call: Call):
+    x, hint = call.first.name, layer.name
+    rank = len(call.first.shape)
+    if layer.data_format == "channels_first" and rank > 2:  # Keras moves the channels last first
+        x = g.op("Transpose", [x], hint, perm=[0, *range(2, rank), 1])
+    return [(g.op("Flatten", [x], hint, axis=1), None)]
+
+
+@emits(L.TimeDistributed)
+def _time_distributed(g: Graph, layer, call: Call):
+    """The wrapped layer's emitter over [batch * time, ...], reshaped back to [batch, time, ...]; the mask flows."""
+    x, hint, inner = call.first, layer.name, layer.layer
+    params = inspect.signature(inner.call).parameters
+    if x.lens is not None and "mask" in params:
+        raise UnsupportedLayer(layer, f"a masked input to a wrapped {type(inner).__name__}, which takes a mask")
+    if len(x.shape) < 3:
+        raise UnsupportedLayer(layer, f"input of rank {len(x.shape)}; expected [batch, time, ...]")
+    flat_shape = g.op("Concat", [g.const([-1], f"{hint}_flat", np.int64), g.shape_slice(x.name, 2, None, hint)], hint,
+                      axis=0)
+    flat = Value(g.op("Reshape", [x.name, flat_shape], hint), None, (None, *x.shape[2:]), x.dtype)
+    produced = emitter_for(inner)(g, inner, Call({next(iter(params)): flat}, flat, None))
+    if len(produced) != 1:
+        raise UnsupportedLayer(layer, f"the wrapped {type(inner).__name__} has {len(produced)} outputs")
+    y = produced[0][0]
+    shape = g.op("Concat", [g.shape_slice(x.name, 0, 2, hint), g.shape_slice(y, 1, None, hint)], hint, axis=0)
+    return [(g.op("Reshape", [y, shape], hint), x.lens)]

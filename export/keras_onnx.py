@@ -25,7 +25,7 @@ from onnx import helper
 
 # The emitter modules: each registers its emitters on import and imports only export.registry (no cycle).
 from export import (  # noqa: F401
-    emit_attention, emit_cells, emit_keras, emit_layers, emit_memory, emit_ngrams, emit_seq2seq,
+    emit_attention, emit_cells, emit_chars, emit_keras, emit_layers, emit_memory, emit_ngrams, emit_seq2seq,
 )
 from export.registry import (
     DEFAULT_OPSET,
@@ -41,7 +41,8 @@ from export.registry import (
     numpy_dtype,
 )
 
-EMITTER_MODULES = (emit_attention, emit_cells, emit_keras, emit_layers, emit_memory, emit_ngrams, emit_seq2seq)
+EMITTER_MODULES = (emit_attention, emit_cells, emit_chars, emit_keras, emit_layers, emit_memory, emit_ngrams,
+                   emit_seq2seq)
 
 __all__ = ["DEFAULT_OPSET", "EMITTERS", "EMITTER_MODULES", "UnsupportedLayer", "convert"]
 

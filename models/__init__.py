@@ -3,4 +3,4 @@
 Importing the package registers the custom layers and losses, so ``keras.saving.load_model`` finds them.
 """
 
-from models import attention, cells, heads, losses, memory, ngrams, ntm, speech, speech_autoencoder  # noqa: F401
+from models import attention, cells, chars, heads, losses, memory, ngrams, ntm, speech, speech_autoencoder  # noqa: F401

@@ -40,7 +40,7 @@ def bucketed_batches(
         dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     boundaries = length_boundaries(max_len)
     dataset = dataset.bucket_by_sequence_length(
-        element_length_func=lambda ids, *_: tf.shape(ids)[0],
+        element_length_func=lambda ids, *_: tf.shape(ids["token_ids"] if isinstance(ids, dict) else ids)[0],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padding_values=padding_values,
@@ -55,11 +55,13 @@ def ordered_batches(dataset: tf.data.Dataset, batch_size: int) -> tf.data.Datase
 
 
 def parity_batches(id_batches, limit: int = 4) -> list[dict]:
-    """The first ``limit`` padded id batches as export parity inputs: ``{"token_ids": int32, "lengths": ...}``."""
+    """The first ``limit`` padded id batches as export parity inputs: ``{"token_ids": int32, "lengths": ...}`` (and
+    the batch's other inputs, where batches are dicts of inputs)."""
     batches = []
     for ids in id_batches:
         if len(batches) == limit:
             break
-        ids = np.asarray(ids, dtype=np.int32)
-        batches.append({"token_ids": ids, "lengths": (ids != 0).sum(axis=1)})
+        inputs = ids if isinstance(ids, dict) else {"token_ids": ids}
+        inputs = {name: np.asarray(value, dtype=np.int32) for name, value in inputs.items()}
+        batches.append({**inputs, "lengths": (inputs["token_ids"] != 0).sum(axis=1)})
     return batches

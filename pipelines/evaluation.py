@@ -8,19 +8,25 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 
 from pipelines.readers import SlotExample
 from pipelines.slot_data import SlotPreprocessor, inference_dataset
+from serving.tags import IOBDecoder
 
 
-def predict_examples(model, examples: list[SlotExample], preprocessor: SlotPreprocessor, tags, intents):
-    """Returns (predicted tag lists, predicted intents), one per example, in order."""
+def predict_examples(model, examples: list[SlotExample], preprocessor: SlotPreprocessor, tags, intents,
+                     decoding: str = "viterbi"):
+    """Returns (predicted tag lists, predicted intents), one per example, in order.
+
+    ``decoding``: ``viterbi`` (the most probable well-formed IOB sequence) or ``argmax`` (each word's best tag).
+    """
+    decode = IOBDecoder(tags) if decoding == "viterbi" else (lambda probs: probs.argmax(-1))
     pred_tags, pred_intents = [], []
     row = 0
     for ids in inference_dataset(examples, preprocessor):
         out = model(ids, training=False)
-        slot_ids = np.argmax(out["slot_probs"], axis=-1)
+        slot_probs = np.asarray(out["slot_probs"])
         intent_ids = np.argmax(out["intent_probs"], axis=-1)
-        for i in range(len(slot_ids)):
+        for i in range(len(slot_probs)):
             n = len(examples[row].words)
-            pred_tags.append([tags[j] for j in slot_ids[i, :n]])
+            pred_tags.append([tags[j] for j in decode(slot_probs[i, :n])])
             pred_intents.append(intents[intent_ids[i]])
             row += 1
     return pred_tags, pred_intents
@@ -42,7 +48,7 @@ def slot_metrics(gold: list[SlotExample], pred_tags: list[list[str]], pred_inten
     }
 
 
-def evaluate(model, examples, preprocessor, tags, intents) -> dict:
+def evaluate(model, examples, preprocessor, tags, intents, decoding: str = "viterbi") -> dict:
     """Predicts ``examples`` with ``model`` and scores them (see :func:`slot_metrics`)."""
-    pred_tags, pred_intents = predict_examples(model, examples, preprocessor, tags, intents)
+    pred_tags, pred_intents = predict_examples(model, examples, preprocessor, tags, intents, decoding)
     return slot_metrics(examples, pred_tags, pred_intents)

@@ -17,7 +17,7 @@ from pipelines.readers import DataError, SlotExample
 from serving.tokenizer import Tokenizer
 from serving.vocab import PAD, UNK, UNK_ID, write_vocab
 
-VOCAB_FILE, TAGS_FILE, INTENTS_FILE = "vocab.txt", "slot_tags.txt", "intents.txt"
+VOCAB_FILE, TAGS_FILE, INTENTS_FILE, CHARS_FILE = "vocab.txt", "slot_tags.txt", "intents.txt", "chars.txt"
 PAD_LABEL = -1  # label at padded steps: masked out of the loss
 
 
@@ -33,10 +33,18 @@ def build_vocabularies(train: list[SlotExample], min_count: int = 1) -> tuple[li
     return vocab, tag_list, ordered(intents)
 
 
-def write_vocabularies(run_dir: Path, vocab: list[str], tags: list[str], intents: list[str]) -> None:
+def build_char_vocabulary(vocab: list[str]) -> list[str]:
+    """The characters of the (normalized) training words: ``<pad>``, ``<unk>``, then in code-point order."""
+    return [PAD, UNK] + sorted({c for word in vocab[2:] for c in word})
+
+
+def write_vocabularies(run_dir: Path, vocab: list[str], tags: list[str], intents: list[str],
+                       chars: list[str] | None = None) -> None:
     write_vocab(run_dir / VOCAB_FILE, vocab, "vocabulary")
     write_vocab(run_dir / TAGS_FILE, tags, "slot tags")
     write_vocab(run_dir / INTENTS_FILE, intents, "intents")
+    if chars:
+        write_vocab(run_dir / CHARS_FILE, chars, "characters")
 
 
 def check_lengths(examples: list[SlotExample], max_len: int, split: str) -> None:
@@ -54,16 +62,30 @@ class SlotPreprocessor:
 
     Words are split on spaces (the data is pre-tokenized) and normalized as serving normalizes them; unknown
     words map to ``<unk>``. Unknown tags or intents (in dev/test data) map to -1, which the loss ignores.
+    With ``word_chars`` (and the run dir's character vocabulary) the inputs are ``{"token_ids": [time],
+    "char_ids": [time, word_chars]}``: each word's first ``word_chars`` characters, 0-padded.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, word_chars: int = 0):
         self.words = text.lookup_table(run_dir / VOCAB_FILE, default=UNK_ID)
         self.tags = text.lookup_table(run_dir / TAGS_FILE, default=PAD_LABEL)
         self.intents = text.lookup_table(run_dir / INTENTS_FILE, default=PAD_LABEL)
+        self.word_chars = word_chars
+        self.chars = text.lookup_table(run_dir / CHARS_FILE, default=UNK_ID) if word_chars else None
 
-    def ids(self, words_line: tf.Tensor) -> tf.Tensor:
+    @property
+    def padding(self):
+        """The padding value of one example's inputs."""
+        return {"token_ids": 0, "char_ids": 0} if self.chars is not None else 0
+
+    def ids(self, words_line: tf.Tensor):
         words = text.normalize(tf.strings.split(words_line, sep=" "))
-        return tf.cast(self.words.lookup(words), tf.int32)
+        ids = tf.cast(self.words.lookup(words), tf.int32)
+        if self.chars is None:
+            return ids
+        chars = tf.strings.unicode_split(words, "UTF-8")[:, : self.word_chars]
+        char_ids = tf.cast(tf.ragged.map_flat_values(self.chars.lookup, chars), tf.int32)
+        return {"token_ids": ids, "char_ids": char_ids.to_tensor(0, shape=[None, self.word_chars])}
 
     def __call__(self, words_line, tags_line, intent):
         tag_ids = tf.cast(self.tags.lookup(tf.strings.split(tags_line, sep=" ")), tf.int32)
@@ -83,9 +105,14 @@ def word_dropout(rate: float, seed: int):
     """Replaces each word id with ``<unk>`` with probability ``rate``, so the model learns what to do with
     words it has never seen."""
 
-    def apply(ids, labels):
+    def drop(ids):
         keep = tf.random.uniform(tf.shape(ids), seed=seed) >= rate
-        return tf.where(keep | (ids == 0), ids, tf.fill(tf.shape(ids), UNK_ID)), labels
+        return tf.where(keep | (ids == 0), ids, tf.fill(tf.shape(ids), UNK_ID))
+
+    def apply(inputs, labels):
+        if isinstance(inputs, dict):  # the characters stay: they are what the model has of an unknown word
+            return {**inputs, "token_ids": drop(inputs["token_ids"])}, labels
+        return drop(inputs), labels
 
     return apply
 
@@ -99,7 +126,7 @@ def training_dataset(
     dataset = dataset.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return bucketed_batches(
         dataset, batch_size, max_len, seed=seed,
-        padding_values=(0, {"slot_probs": PAD_LABEL, "intent_probs": PAD_LABEL}),
+        padding_values=(preprocessor.padding, {"slot_probs": PAD_LABEL, "intent_probs": PAD_LABEL}),
         augment=word_dropout(word_dropout_rate, seed) if word_dropout_rate else None,
         drop_remainder=drop_remainder,
     )

@@ -35,6 +35,10 @@ class SlotFillingConfig(CommonOptions):
     hidden: int = dataclasses.field(default=128, metadata={"help": "recurrent units per direction"})
     dropout: float = 0.3
     token_dropout: float = dataclasses.field(default=0.05, metadata={"help": "rate of words replaced by <unk>"})
+    char_dim: int = dataclasses.field(default=32, metadata={"help": "character embedding width; 0: no character "
+                                                                    "features"})
+    char_filters: int = dataclasses.field(default=64, metadata={"help": "character CNN filters per word"})
+    word_chars: int = dataclasses.field(default=16, metadata={"help": "characters read per word"})
     batch_size: int = dataclasses.field(default=32, metadata={"help": "examples per batch and replica"})
     learning_rate: float = 2e-3
     intent_weight: float = dataclasses.field(default=1.0, metadata={"help": "weight of the intent loss"})
@@ -48,7 +52,10 @@ class SlotFillingConfig(CommonOptions):
     def check(self) -> None:
         """Raises DataError naming the first setting out of range."""
         super().check()
-        check_positive(self, "layers", "embed_dim", "hidden", "max_len", "synthetic_size")
+        check_positive(self, "layers", "embed_dim", "hidden", "max_len", "synthetic_size", "char_filters",
+                       "word_chars")
+        if self.char_dim < 0:
+            raise DataError("--char-dim must not be negative (0 turns character features off)")
         check_rate(self, "dropout", "token_dropout")
         if self.learning_rate <= 0 or self.intent_weight < 0:
             raise DataError("--learning-rate must be positive; --intent-weight must not be negative")
@@ -84,14 +91,23 @@ def parity_batches(examples: list[SlotExample], preprocessor, n: int = 4, size: 
     return batching.parity_batches(inference_dataset(examples[: n * size], preprocessor, batch_size=size), n)
 
 
-def task_metadata(config, vocab, tags, intents) -> dict:
+def task_metadata(config, vocab, tags, intents, chars=None) -> dict:
+    from models.chars import CHAR_INPUT
     from models.slot_filling import INPUT, INTENT_OUTPUT, SLOT_OUTPUT
     from serving.tokenizer import SPEC
     from serving.vocab import PAD_ID, UNK_ID
 
+    inputs = {INPUT: {"name": INPUT, "dtype": "int32", "shape": ["batch", "time"], "pad_id": PAD_ID}}
+    char_meta = {}
+    if chars:
+        inputs[CHAR_INPUT] = {"name": CHAR_INPUT, "dtype": "int32", "shape": ["batch", "time", config.word_chars],
+                              "pad_id": PAD_ID}
+        char_meta = {"chars": chars, "word_chars": config.word_chars,
+                     "char_rule": "the first word_chars code points of each normalized word, each mapped to its id "
+                                  "in chars (unk_id if absent), 0-padded to word_chars; padded steps are all 0"}
     return {
         "task": TASK,
-        "inputs": {INPUT: {"name": INPUT, "dtype": "int32", "shape": ["batch", "time"], "pad_id": PAD_ID}},
+        "inputs": inputs,
         "outputs": {
             SLOT_OUTPUT: {"name": SLOT_OUTPUT, "dtype": "float32", "shape": ["batch", "time", len(tags)]},
             INTENT_OUTPUT: {"name": INTENT_OUTPUT, "dtype": "float32", "shape": ["batch", len(intents)]},
@@ -102,9 +118,11 @@ def task_metadata(config, vocab, tags, intents) -> dict:
         "unk_id": UNK_ID,
         "slot_tags": tags,
         "intents": intents,
+        **char_meta,
+        "slot_decoding": "iob_viterbi",
         "max_len": config.max_len,
         "model": {"cell": config.cell, "bidirectional": config.bidirectional, "layers": config.layers,
-                  "hidden": config.hidden, "embed_dim": config.embed_dim},
+                  "hidden": config.hidden, "embed_dim": config.embed_dim, "char_dim": config.char_dim},
     }
 
 
@@ -134,12 +152,13 @@ class SlotFilling(Task):
         from pipelines import slot_data
 
         vocab, tags, intents = slot_data.build_vocabularies(ctx.splits["train"])
-        slot_data.write_vocabularies(ctx.run_dir, vocab, tags, intents)
-        ctx.extras.update(vocab=vocab, tags=tags, intents=intents)
+        chars = slot_data.build_char_vocabulary(vocab) if ctx.config.char_dim else None
+        slot_data.write_vocabularies(ctx.run_dir, vocab, tags, intents, chars)
+        ctx.extras.update(vocab=vocab, tags=tags, intents=intents, chars=chars)
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in ctx.splits.items())}; "
               f"{len(vocab)} words, {len(tags)} slot tags, {len(intents)} intents; "
               f"{ctx.run.replicas} replica(s), worker {ctx.run.worker.index + 1} of {ctx.run.worker.count}")
-        return slot_data.SlotPreprocessor(ctx.run_dir)
+        return slot_data.SlotPreprocessor(ctx.run_dir, ctx.config.word_chars if chars else 0)
 
     def build_model(self, ctx: Context):
         from models.slot_filling import build_slot_filler
@@ -147,7 +166,9 @@ class SlotFilling(Task):
         c, e = ctx.config, ctx.extras
         return build_slot_filler(len(e["vocab"]), len(e["tags"]), len(e["intents"]), cell=c.cell,
                                  embed_dim=c.embed_dim, units=c.hidden, layers=c.layers,
-                                 bidirectional=c.bidirectional, dropout=c.dropout)
+                                 bidirectional=c.bidirectional, dropout=c.dropout,
+                                 n_chars=len(e["chars"] or ()), char_dim=c.char_dim, char_filters=c.char_filters,
+                                 word_chars=c.word_chars)
 
     def compile(self, ctx: Context, model):
         import keras
@@ -191,7 +212,7 @@ class SlotFilling(Task):
 
     def export_spec(self, ctx: Context, model) -> dict:
         e = ctx.extras
-        return task_metadata(ctx.config, e["vocab"], e["tags"], e["intents"])
+        return task_metadata(ctx.config, e["vocab"], e["tags"], e["intents"], e["chars"])
 
     def parity_batches(self, ctx: Context) -> list[dict]:
         return parity_batches(ctx.splits["valid"], ctx.prep)

@@ -10,7 +10,7 @@ import numpy as np
 from serving.base import Predictor, Result, deprecated_alias, register
 from serving.errors import InputError, ModelError
 from serving.session import OnnxModel
-from serving.tags import iob_spans
+from serving.tags import IOBDecoder, iob_spans
 from serving.tokenizer import Tokenizer
 from serving.vocab import PAD_ID, Vocabulary
 
@@ -67,8 +67,16 @@ class SlotFillingPredictor(Predictor):
             self.input_name = metadata["inputs"]["token_ids"]["name"]
             self.slot_output = metadata["outputs"]["slot_probs"]["name"]
             self.intent_output = metadata["outputs"]["intent_probs"]["name"]
+            self.chars = None
+            if "char_ids" in metadata["inputs"]:  # character features: the model's second input
+                self.chars = Vocabulary(metadata["chars"], "characters")
+                self.char_input = metadata["inputs"]["char_ids"]["name"]
+                self.word_chars = int(metadata["word_chars"])
         except KeyError as err:
             raise ModelError(f"{model.path}: slot-filling metadata lacks {err}") from None
+        # runs before the IOB rules were decoded by Viterbi: each word's best tag, as they were evaluated
+        viterbi = metadata.get("slot_decoding") == "iob_viterbi"
+        self.decode_tags = IOBDecoder(self.slot_tags.entries) if viterbi else (lambda probs: probs.argmax(-1))
         self._check_graph()
 
     def _check_graph(self) -> None:
@@ -106,6 +114,23 @@ class SlotFillingPredictor(Predictor):
             ids[row, : len(sentence)] = self.vocab.ids(sentence)
         return ids, words
 
+    def char_ids(self, words: list[list[str]], time: int) -> np.ndarray:
+        """[batch, time, word_chars] int32: each word's first ``word_chars`` characters' ids, 0-padded."""
+        ids = np.zeros((len(words), time, self.word_chars), dtype=np.int32)
+        for row, sentence in enumerate(words):
+            for step, word in enumerate(sentence):
+                chars = list(word[: self.word_chars])
+                ids[row, step, : len(chars)] = self.chars.ids(chars)
+        return ids
+
+    def feeds(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[str]]]:
+        """The model's inputs for ``texts`` (word ids, and character ids where the model reads them); the words."""
+        ids, words = self.token_ids(texts)
+        feeds = {self.input_name: ids}
+        if self.chars is not None:
+            feeds[self.char_input] = self.char_ids(words, ids.shape[1])
+        return feeds, words
+
     encode = deprecated_alias("token_ids", "encode")  # old name (it is no encoder step): use token_ids
 
     def predict(self, text: str) -> SlotFillingResult:
@@ -130,11 +155,11 @@ class SlotFillingPredictor(Predictor):
         results = []
         for start in range(0, len(texts), batch_size):
             chunk = texts[start : start + batch_size]
-            ids, words = self.token_ids(chunk)
-            out = self.model.run({self.input_name: ids})
+            feeds, words = self.feeds(chunk)
+            out = self.model.run(feeds)
             slot_probs, intent_probs = out[self.slot_output], out[self.intent_output]
             for row, (text, sentence) in enumerate(zip(chunk, words)):
-                tags = [self.slot_tags.token(i) for i in slot_probs[row, : len(sentence)].argmax(-1)]
+                tags = [self.slot_tags.token(i) for i in self.decode_tags(slot_probs[row, : len(sentence)])]
                 intent_id = int(intent_probs[row].argmax())
                 results.append(
                     SlotFillingResult(

@@ -27,6 +27,7 @@ def slot_model(slot_run):
     """The Keras model of :func:`slot_run`."""
     import keras
 
+    import models.chars  # noqa: F401
     import models.heads  # noqa: F401
     import models.losses  # noqa: F401
 

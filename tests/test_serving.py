@@ -43,15 +43,19 @@ def test_predict_returns_intent_slots_and_tags(predictor):
     assert result.unknown_words == ["?"]
 
 
-def test_predictions_equal_keras_argmax(predictor, slot_model):
+def test_predictions_equal_keras_with_iob_viterbi(predictor, slot_model):
+    from serving.tags import IOBDecoder
+
     texts = ["what is the cheapest fare from denver to atlanta", "show me ground transportation in dallas",
              "which airlines fly from new york to seattle on june fourteenth"]
     results = predictor.predict_batch(texts)
-    ids, words = predictor.token_ids(texts)
-    keras_out = slot_model(ids, training=False)
+    feeds, words = predictor.feeds(texts)
+    assert set(feeds) == {"token_ids", "char_ids"}  # the default model reads each word's characters too
+    keras_out = slot_model(feeds, training=False)
+    decode = IOBDecoder(predictor.slot_tags.entries)
     for row, result in enumerate(results):
         n = len(words[row])
-        expected_tags = [predictor.slot_tags.token(i) for i in np.argmax(keras_out["slot_probs"][row, :n], -1)]
+        expected_tags = [predictor.slot_tags.token(i) for i in decode(np.asarray(keras_out["slot_probs"][row, :n]))]
         assert result.tags == expected_tags
         assert result.intent == predictor.intents.token(int(np.argmax(keras_out["intent_probs"][row])))
 

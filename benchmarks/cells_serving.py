@@ -1,12 +1,12 @@
-"""What the Loop form costs at serving time: onnxruntime latency of Clockwork RNN and SCRN models vs a GRU.
+"""What the custom cells cost at serving time: onnxruntime latency of Clockwork RNN and SCRN models vs a GRU.
 
     python benchmarks/cells_serving.py [--units 128] [--lengths 16,64] [--batches 1,8,64] [--runs 30] [--threads 1]
         [--out FILE]
 
 Builds the slot-filling model (embedding 64 → bidirectional recurrent ×2 → slot and intent heads, random weights)
 with each cell at the same units. The GRU converts to the native ONNX ``GRU`` op; the Clockwork RNN and SCRN have
-no ONNX op, so they export through tf2onnx, whose graph runs each step of each layer as one iteration of an ONNX
-``Loop``. Every export is parity-checked against Keras first (≤ 1e-5 at the real steps), then timed in one warm
+no ONNX op, so each of their layers becomes one ONNX ``Scan`` (both directions stacked in it) whose body is one step
+of the cell (``export/emit_cells.py``). Every export is parity-checked against Keras first (≤ 1e-5 at the real steps), then timed in one warm
 onnxruntime session (``--threads`` intra-op threads; 0: onnxruntime's default), inputs padded with mixed lengths.
 Prints the best and the median latency per batch (on a shared machine the best of N is the steadier figure), the
 ratio to the GRU and each graph's node counts; ``--out`` also writes the numbers as JSON.
@@ -63,7 +63,7 @@ def export(cell: str, units: int):
     model = build_slot_filler(VOCAB, 20, 8, cell=cell, embed_dim=64, units=units, layers=2, dropout=0.0)
     started = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tf2onnx fallback warning is expected for cwrnn / scrn
+        warnings.simplefilter("ignore")  # a tf2onnx fallback would warn; the table's route column shows it
         proto, route = to_onnx(model)
     return model, proto, route, time.perf_counter() - started
 
@@ -120,9 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"{batch}x{length}"
                 timings[key], medians[key] = latency_ms(lambda: session.run(None, {"token_ids": ids}), args.runs)
         results[cell] = {"route": route, "convert_seconds": round(seconds, 1), "parity": diff,
-                         "nodes": sum(ops.values()), "loops": ops.get("Loop", 0),
+                         "nodes": sum(ops.values()), "loops": ops.get("Loop", 0) + ops.get("Scan", 0),
                          "params": model.count_params(), "ms": timings, "median_ms": medians}
-        print(f"{cell}: {route}, {sum(ops.values())} nodes ({ops.get('Loop', 0)} Loop), parity {diff:.2g}, "
+        print(f"{cell}: {route}, {sum(ops.values())} nodes ({ops.get('Loop', 0)} Loop, {ops.get('Scan', 0)} Scan), "
+              f"parity {diff:.2g}, "
               f"converted in {seconds:.1f} s", flush=True)
 
     keys = list(results["gru"]["ms"])

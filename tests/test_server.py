@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -164,7 +165,13 @@ class Server:
 
 
 def metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+    """The sum of the samples ``name`` (``sample{label="value",...}``: those labels, in any order, and maybe more)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sample, _, labels = name.partition("{")
+    wanted = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == sample and wanted.items() <= s.labels.items())
 
 
 # --- fixtures --------------------------------------------------------------------------------------------------------

@@ -67,27 +67,33 @@ def _table(rows: dict) -> str:
                                                  for k, v in rows.items()])
 
 
+def _bodies(kind: str, example) -> tuple[str, str, str]:
+    """(Python argument, /v1 curl arguments, one KServe v2 / TF Serving data element) for the model's input kind."""
+    if kind == "audio":
+        return '"clip.wav"', "-H 'Content-Type: audio/wav' --data-binary @clip.wav", '"<base64 of clip.wav>"'
+    sample = example if example is not None else {"text": "...", "record": {"story": ["..."], "question": "..."}}[kind]
+    shown = json.dumps(sample, ensure_ascii=False)
+    v1 = f"-H 'Content-Type: application/json' -d '{{\"input\": {shown}}}'"
+    return shown, v1, json.dumps(shown, ensure_ascii=False) if kind == "record" else shown
+
+
 def usage(name: str, task: str, kind: str, example) -> str:
     """How to call the model: Python, HTTP /v1, KServe v2, TF Serving REST, Node."""
-    shown = json.dumps(example if example is not None else {"text": "...", "audio": "BASE64_WAV",
-                                                               "record": {"story": ["..."], "question": "..."}}[kind])
-    v2_data = json.dumps(shown if kind == "record" else json.loads(shown))
-    lines = ["```python", "import serving", f'p = serving.load("{name}")', f"print(p.predict({shown}))", "```", "",
-             "```bash", f"python -m serving serve {name} --port 8000",
-             f"curl -s localhost:8000/v1/models/{name}/predict -H 'Content-Type: application/json' "
-             f"-d '{{\"input\": {shown}}}'",
-             f"curl -s localhost:8000/v2/models/{name}/infer -H 'Content-Type: application/json' "
-             f"-d '{{\"inputs\": [{{\"name\": \"{kind}\", \"datatype\": \"BYTES\", \"shape\": [1], "
-             f"\"data\": [{v2_data}]}}]}}'",
-             f"curl -s localhost:8000/v1/models/{name}:predict -d '{{\"instances\": [{shown}]}}'", "```", ""]
-    if task in NODE_TASKS:
-        lines += ["```bash", "cd serving/examples/node && npm install --ignore-scripts",
-                  f"node predict.js RUN_DIR {shown}", "node conformance.js RUN_DIR   # the tokenizer conformance file",
-                  "```"]
-    else:
-        lines += ["Node.js: `serving/examples/node` covers slot filling and sentiment only; other languages read "
-                  "the metadata inside the `.onnx` (docs/serving.md)."]
-    return "\n".join(lines)
+    python_arg, v1, data = _bodies(kind, example)
+    instance = python_arg if kind != "audio" else data
+    v2 = f'{{"inputs": [{{"name": "{kind}", "datatype": "BYTES", "shape": [1], "data": [{data}]}}]}}'
+    lines = ["```python", "import serving", f'p = serving.load("{name}")   # the run dir',
+             f"print(p.predict({python_arg}))", "```", "", "```bash", f"python -m serving serve {name} --port 8000",
+             f"curl -s localhost:8000/v1/models/{name}/predict {v1}",
+             f"curl -s localhost:8000/v2/models/{name}/infer -d '{v2}'   # KServe v2",
+             f"curl -s localhost:8000/v1/models/{name}:predict -d '{{\"instances\": [{instance}]}}'   # TF Serving",
+             "```", ""]
+    if task not in NODE_TASKS:
+        return "\n".join(lines + ["Node.js: `serving/examples/node` covers slot filling and sentiment only; other "
+                                   "languages read the metadata inside the `.onnx` (docs/serving.md)."])
+    return "\n".join(lines + ["```bash", "cd serving/examples/node && npm install --ignore-scripts",
+                               f"node predict.js RUN_DIR {python_arg}",
+                               "node conformance.js RUN_DIR   # the tokenizer conformance file", "```"])
 
 
 def render(name: str, card: dict, kind: str, example=None) -> str:
@@ -103,8 +109,8 @@ def render(name: str, card: dict, kind: str, example=None) -> str:
              "## Limits", "", _table(card["limits"]), "",
              *([f"Tokenizer conformance cases (inputs → tokens → ids), for clients in other languages: "
                 f"`{conformance.FILE}`.", ""] if card.get("conformance_file") else []),
-             "Words outside the vocabulary are read as `<unk>`; inputs over the limits above are refused or "
-             "truncated as stated; the model knows only what its training data held.", "",
+             "Inputs over the limits above are refused (or truncated where `long_input` says so); tokens outside the "
+             "vocabulary are read as `<unk>`; the model knows only what its training data held.", "",
              "## How to call it", "", usage(name, card["task"], kind, example), "",
              "## Config", "", "```json", json.dumps(card["config"], indent=2), "```", ""]
     return "\n".join(parts)

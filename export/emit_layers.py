@@ -160,7 +160,9 @@ def _global_average_pooling(g: Graph, layer, call: Call):
     axis, keep = _steps_axis(layer), int(layer.keepdims)
     if lens is None:
         return [(g.reduce("ReduceMean", x.name, [axis], hint, keepdims=keep), None)]
-    valid = g.unsqueeze(g.time_mask(x.name, lens, hint), [3 - axis], hint)  # bool, broadcast over channels
+    if axis != 1:
+        raise UnsupportedLayer(layer, "a mask with data_format='channels_first'")
+    valid = g.unsqueeze(g.time_mask(x.name, lens, hint), [2], hint)  # bool [batch, time, 1]
     total = g.reduce("ReduceSum", g.op("Where", [valid, x.name, g.const(np.float32(0), f"{hint}_0")], hint), [axis],
                      hint, keepdims=keep)
     count = g.reduce("ReduceSum", g.op("Cast", [valid], hint, to=TensorProto.FLOAT), [axis], hint, keepdims=keep)

@@ -52,6 +52,8 @@ def _rnn_cells(x):
     for name, cell in {"lstm": L.LSTMCell, "gru": L.GRUCell, "rnn": L.SimpleRNNCell}.items():
         out[f"{name}_seq"] = L.RNN(cell(UNITS), return_sequences=True)(x)
         out[f"{name}_last"] = L.RNN(cell(UNITS))(x)
+    out["backwards"] = L.RNN(L.GRUCell(UNITS), return_sequences=True, go_backwards=True)(x)
+    out["zero_output"] = L.RNN(L.LSTMCell(UNITS), return_sequences=True, zero_output_for_mask=True)(x)
     return out
 
 
@@ -125,6 +127,8 @@ CASES = {
     "batch_normalization": (lambda x: {"y": L.LSTM(UNITS, return_sequences=True)(L.BatchNormalization()(x))}, 1),
     "time_distributed": (lambda x: {"ln": L.TimeDistributed(L.LayerNormalization())(x),
                                     "act": L.TimeDistributed(L.Activation("tanh"))(x)}, 1),
+    "time_distributed_4d": (lambda x: {"y": L.TimeDistributed(L.GRU(UNITS))(
+        L.TimeDistributed(L.Conv1D(UNITS, 1))(L.Reshape((-1, 1, FEATURES))(x)))}, 1),
     "activation": (_activations, 1),
     "noise_identity": (lambda x: {"y": L.GRU(UNITS, return_sequences=True)(
         L.GaussianDropout(0.3)(L.GaussianNoise(0.5)(L.SpatialDropout1D(0.5)(x))))}, 1),
@@ -203,6 +207,18 @@ def test_emitter_parity(case, masked):
     worst = _max_diff(model, proto, _batches(np.random.default_rng(2), masked, min_time))
     WORST[f"{case}/{'masked' if masked else 'unmasked'}"] = worst
     assert worst <= TOL
+
+
+def test_masking_gru_timedistributed_dense_shape():
+    """Issue 20's wrong fallback: Masking → GRU(return_sequences) → TimeDistributed(Dense) at 5 × 24 steps."""
+    features = keras.Input((None, FEATURES), name="features")
+    y = L.TimeDistributed(L.Dense(10))(L.GRU(UNITS, return_sequences=True)(L.Masking()(features)))
+    model = _randomize(keras.Model(features, {"y": y}))
+    x, _ = _batches(np.random.default_rng(6), True, 1)[1]
+    x = np.concatenate([x, np.zeros((5, 24 - MAX_TIME, FEATURES), np.float32)], axis=1)
+    got = _session(convert(model)).run(None, {"features": x})[0]
+    assert got.shape == (5, 24, 10)
+    assert np.abs(got - np.asarray(model(x)["y"])).max() <= TOL
 
 
 def test_speech_ctc_model_with_frame_mask():

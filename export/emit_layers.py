@@ -49,6 +49,8 @@ def _masking(g: Graph, layer, call: Call):
     """Zeros the steps equal to ``mask_value`` everywhere; the mask becomes lengths: the count of the other steps."""
     x, hint = call.first, layer.name
     _rank3(layer, x)
+    if x.dtype != "float32":
+        raise UnsupportedLayer(layer, f"{x.dtype} inputs (Masking is emitted for float32 frames)")
     if np.ndim(layer.mask_value) != 0:
         raise UnsupportedLayer(layer, "a mask_value that is not a scalar")
     value = g.const(np.float32(layer.mask_value), f"{hint}_value")

@@ -65,12 +65,12 @@ def _stacked(x):
 
 
 def _bidirectional(x):
-    out = {"cell": L.Bidirectional(L.RNN(L.LSTMCell(UNITS), return_sequences=True))(x),
-           "stacked": L.Bidirectional(L.RNN(L.StackedRNNCells([L.GRUCell(UNITS), L.LSTMCell(3)]),
-                                            return_sequences=True), merge_mode="sum")(x),
-           "stacked_last": L.Bidirectional(L.RNN(L.StackedRNNCells([L.SimpleRNNCell(UNITS), L.SimpleRNNCell(3)])),
-                                                 merge_mode="ave")(x)}
-    return out
+    seq, *states = L.Bidirectional(L.RNN(L.StackedRNNCells([L.LSTMCell(3), L.GRUCell(UNITS)]), return_sequences=True,
+                                         return_state=True), merge_mode="sum")(x)
+    return {"cell": L.Bidirectional(L.RNN(L.LSTMCell(UNITS), return_sequences=True))(x),
+            "stacked_last": L.Bidirectional(L.RNN(L.StackedRNNCells([L.SimpleRNNCell(UNITS), L.SimpleRNNCell(3)])),
+                                            merge_mode="ave")(x),
+            "stacked": seq, **{f"state_{i}": s for i, s in enumerate(keras.tree.flatten(states))}}
 
 
 def _attention(x):

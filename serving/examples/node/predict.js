@@ -7,7 +7,8 @@
 //   node predict.js RUN_DIR_OR_MODEL.onnx "show me flights from boston to denver" ["another text" ...]
 //
 // Prints one JSON object per text: slot filling {text, words, tags, slots, intent, intent_confidence};
-// sentiment {text, tokens, label, confidence}.
+// sentiment {text, tokens, label, confidence}. `node conformance.js RUN_DIR` checks the tokenizer against the run
+// dir's tokenizer_conformance.json.
 "use strict";
 
 const fs = require("fs");

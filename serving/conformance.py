@@ -24,7 +24,7 @@ WHITE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000
 # Latin capitals with lower-case forms (16.0), Kawi and Nag Mundari letters (15.0), CJK extension I (15.1),
 # and ones still unassigned.
 UNASSIGNED = "\U0001e030\U0001e031\ua7cb\ua7dc\U00011f04\U0001e4d0\U0002ebf0\U0001f7d9\u0378\U000e0080\u2065"
-HARD = ("ßẞſςΣİıŉǰΐΰᾈᾳῼﬀﬁﬅꭰᎠᏸKÅµǅ"  # case folding beyond toLowerCase
+HARD = ("ßẞſςΣİıŉǰΐΰᾈᾳῼﬀﬁﬅꭰᎠᏸ\u212a\u212bµǅ"  # case folding beyond toLowerCase; Kelvin, Ångström signs
         "①½㎒ｆｕｌｌ™ℌ…"  # compatibility forms
         "\u00ad\u200b\u200d\ufeff\u034f\U000e0001\u180e"  # Default_Ignorable
         "e\u0301\u1100\u1161\u11a8한\u0300a"  # combining, jamo

@@ -1,6 +1,6 @@
 """Native ONNX emitters for the Keras layers users put around recurrent layers: Masking, Conv1D and 1-D pooling,
-global pooling, layer / RMS / batch normalization, TimeDistributed, Activation, Reshape / Permute / Flatten, and the
-speech models' mask layers (``models.speech``). Registered with ``export.registry.emits``.
+global pooling, layer / RMS / batch normalization, TimeDistributed, Activation, Reshape / Permute / Flatten /
+RepeatVector, and the speech models' mask layers (``models.speech``). Registered with ``export.registry.emits``.
 
 Masks travel as sequence lengths (int32 [batch]), so they are assumed RIGHT-padded (see ``export/keras_onnx.py``).
 ``Masking`` counts the real steps of each row: a row whose masked steps are not all at its end (an all-``mask_value``
@@ -269,6 +269,13 @@ def _flatten(g: Graph, layer, call: Call):
     if layer.data_format == "channels_first" and rank > 2:  # Keras moves the channels last first
         x = g.op("Transpose", [x], hint, perm=[0, *range(2, rank), 1])
     return [(g.op("Flatten", [x], hint, axis=1), None)]
+
+
+@emits(L.RepeatVector)
+def _repeat_vector(g: Graph, layer, call: Call):
+    """[batch, features] → [batch, n, features]."""
+    x = g.unsqueeze(call.first.name, [1], layer.name)
+    return [(g.op("Tile", [x, g.const([1, layer.n, 1], f"{layer.name}_repeats", np.int64)], layer.name), None)]
 
 
 @emits(L.TimeDistributed)

@@ -129,6 +129,8 @@ CASES = {
                                     "act": L.TimeDistributed(L.Activation("tanh"))(x)}, 1),
     "time_distributed_4d": (lambda x: {"y": L.TimeDistributed(L.GRU(UNITS))(
         L.TimeDistributed(L.Conv1D(UNITS, 1))(L.Reshape((-1, 1, FEATURES))(x)))}, 1),
+    "repeat_vector": (lambda x: {"y": L.TimeDistributed(L.Dense(2))(L.LSTM(UNITS, return_sequences=True)(
+        L.RepeatVector(5)(L.LSTM(UNITS)(x))))}, 1),
     "activation": (_activations, 1),
     "noise_identity": (lambda x: {"y": L.GRU(UNITS, return_sequences=True)(
         L.GaussianDropout(0.3)(L.GaussianNoise(0.5)(L.SpatialDropout1D(0.5)(x))))}, 1),

@@ -133,10 +133,10 @@ def test_unsupported_layer_falls_back_to_tf2onnx_with_a_warning():
     from export.onnx_export import to_onnx
 
     inputs = keras.Input((None, 4), name="features")
-    x = keras.layers.Conv1D(3, 2, padding="same", name="odd_conv")(inputs)
+    x = keras.layers.UpSampling1D(2, name="odd_upsampling")(inputs)
     x = keras.layers.GRU(5, name="gru")(x)
     model = keras.Model(inputs, {"scores": keras.layers.Dense(2, name="scores")(x)})
-    with pytest.warns(UserWarning, match="'odd_conv' \\(Conv1D\\) cannot be converted to native ONNX"):
+    with pytest.warns(UserWarning, match="'odd_upsampling' \\(UpSampling1D\\) cannot be converted to native ONNX"):
         proto, route = to_onnx(model)
     assert route == "tf2onnx"
     features = np.random.default_rng(0).normal(size=(2, 6, 4)).astype(np.float32)

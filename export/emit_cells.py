@@ -1,8 +1,9 @@
-"""Native ONNX emitters for the custom recurrent cells of ``models.cells`` (Clockwork RNN, SCRN), registered with
-``export.registry.emits_cell``: a ``keras.layers.RNN`` over one of them, alone or under ``Bidirectional``,
-becomes ONE ONNX ``Scan`` whose body is a handful of nodes.
+"""Native ONNX emitters for the custom recurrent cells (``models.cells``: Clockwork RNN, SCRN; ``models.ntm``: the
+Neural Turing Machine), registered with ``export.registry.emits_cell``: a ``keras.layers.RNN`` over one of them,
+alone or under ``Bidirectional``, becomes ONE ONNX ``Scan``.
 
-Every cell here has the form ``new = where(select_t, f(state @ U + x_t W + b), state)``:
+The NTM's body is one step of its controller, heads and memory (about 100 nodes; the controller's input projection
+is computed before the Scan). The Clockwork RNN and SCRN have the form ``new = where(select_t, f(state @ U + x_t W + b), state)``:
 
 - everything that reads only the inputs (``x W + b`` for every step and direction, the clock schedule, the mask)
   is computed before the Scan, in a few batched ops over ``[time, directions, batch, ...]``;
@@ -25,6 +26,7 @@ from onnx import TensorProto, helper
 
 from export.registry import Call, Graph, UnsupportedLayer, emits_cell
 from models.cells import ClockworkRNNCell, SCRNCell
+from models.ntm import MEMORY_INIT, NTMCell
 
 _ACTIVATIONS = {"tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}), "relu": ("Relu", {}), "linear": None,
                 "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
@@ -91,9 +93,6 @@ def _directions(layer) -> tuple[list, str | None, bool]:
 
 
 def _plan(layer, rnns: list) -> _Plan:
-    for rnn in rnns:
-        if rnn.stateful:
-            raise UnsupportedLayer(layer, "stateful=True (state carried across batches)")
     parts = [_PLANS[type(rnn.cell)](rnn.cell) for rnn in rnns]
     stack = {key: np.stack([p[key] for p in parts]) for key in parts[0]}
     cell = rnns[0].cell
@@ -181,25 +180,58 @@ def _final_states(g: Graph, cell, state: str, mask: str | None, xw: str, d: int,
     return [h, g.gather(steps, d, 0, hint)]
 
 
-@emits_cell(ClockworkRNNCell, SCRNCell)
-def _custom_cell(g: Graph, layer, call: Call):
-    """An RNN (or Bidirectional) over a Clockwork RNN or SCRN cell: one Scan over the stacked directions."""
+@dataclass
+class _Run:
+    """What every emitter here reads from the layer call: the RNN layers, the time-major stacked inputs, the mask."""
+
+    rnns: list
+    merge_mode: str | None
+    bidirectional: bool
+    x: object  # the input Value [batch, time, features]
+    xs: str  # [time, D, batch, features], time-reversed for the directions that go backwards
+    mask: str | None  # bool [time, D, batch, 1], likewise
+
+
+def _prepare(g: Graph, layer, call: Call) -> _Run:
     rnns, merge_mode, bidirectional = _directions(layer)
-    rnn, cell, hint = rnns[0], rnns[0].cell, layer.name
-    x = call.args["sequences"]
+    x, hint = call.args["sequences"], layer.name
     if len(x.shape) != 3:
         raise UnsupportedLayer(layer, f"input of rank {len(x.shape)}; expected [batch, time, features]")
     if call.args.get("initial_state") is not None:
-        raise UnsupportedLayer(layer, "initial_state (the cells start from zeros here)")
-    plan = _plan(layer, rnns)
-    n_dir, backwards = len(rnns), [r.go_backwards for r in rnns]
+        raise UnsupportedLayer(layer, "initial_state (the cells start from their own initial state here)")
+    for rnn in rnns:
+        if rnn.stateful:
+            raise UnsupportedLayer(layer, "stateful=True (state carried across batches)")
+    backwards = [r.go_backwards for r in rnns]
     xs = _stack_directions(g, g.op("Transpose", [x.name], f"{hint}_time_major", perm=[1, 0, 2]), backwards, hint)
-    xw = g.op("Add", [g.op("MatMul", [xs, g.const(plan.kernel, f"{hint}_kernel")], hint),
-                      g.const(plan.bias, f"{hint}_bias")], hint)  # [time, D, batch, units]
     mask = None
-    if call.mask is not None:  # bool [time, D, batch, 1]
+    if call.mask is not None:
         steps = g.op("Transpose", [g.time_mask(x.name, call.mask, hint)], hint, perm=[1, 0])
         mask = g.unsqueeze(_stack_directions(g, steps, backwards, f"{hint}_mask"), [3], hint)
+    return _Run(rnns, merge_mode, bidirectional, x, xs, mask)
+
+
+def _sequence_outputs(g: Graph, run: _Run, ys: str, hint: str) -> list:
+    """The layer's output(s) from the Scan's per-step outputs ys [time, D, batch, units] (in scan order)."""
+    n_dir = len(run.rnns)
+    if run.rnns[0].return_sequences:  # a lone go_backwards layer returns the scan order; Bidirectional flips back
+        parts = [g.gather(ys, d, 1, hint) for d in range(n_dir)]
+        if run.bidirectional:
+            parts[1] = _reverse_time(g, parts[1], f"{hint}_backward")
+        return [(g.op("Transpose", [y], hint, perm=[1, 0, 2]), run.x.lens) for y in _merge(g, parts, run.merge_mode,
+                                                                                           hint)]
+    last = g.gather(ys, -1, 0, hint)  # Keras' last output: the output of the last step in scan order
+    return [(y, None) for y in _merge(g, [g.gather(last, d, 0, hint) for d in range(n_dir)], run.merge_mode, hint)]
+
+
+@emits_cell(ClockworkRNNCell, SCRNCell)
+def _custom_cell(g: Graph, layer, call: Call):
+    """An RNN (or Bidirectional) over a Clockwork RNN or SCRN cell: one Scan over the stacked directions."""
+    run = _prepare(g, layer, call)
+    rnn, cell, hint, mask = run.rnns[0], run.rnns[0].cell, layer.name, run.mask
+    plan = _plan(layer, run.rnns)
+    xw = g.op("Add", [g.op("MatMul", [run.xs, g.const(plan.kernel, f"{hint}_kernel")], hint),
+                      g.const(plan.bias, f"{hint}_bias")], hint)  # [time, D, batch, units]
     select = _clock(g, cell, mask, xw, hint) if isinstance(cell, ClockworkRNNCell) else mask
     zero_output = bool(rnn.zero_output_for_mask and mask is not None)
     recurrent = g.const(plan.recurrent, f"{hint}_recurrent")
@@ -207,15 +239,149 @@ def _custom_cell(g: Graph, layer, call: Call):
     scanned = [xw] + [t for t in (select, mask if zero_output else None) if t is not None]
     state, ys = g.op("Scan", [_initial_state(g, xw, hint)] + scanned, hint, n_out=2, body=body,
                      num_scan_inputs=len(scanned))
-    if rnn.return_sequences:  # ys [time, D, batch, units] in scan order (a lone go_backwards layer returns that)
-        parts = [g.gather(ys, d, 1, hint) for d in range(n_dir)]
-        if bidirectional:
-            parts[1] = _reverse_time(g, parts[1], f"{hint}_backward")
-        outputs = [(g.op("Transpose", [y], hint, perm=[1, 0, 2]), x.lens) for y in _merge(g, parts, merge_mode, hint)]
-    else:  # Keras' last output: the output of the last step in scan order
-        last = g.gather(ys, -1, 0, hint)
-        outputs = [(y, None) for y in _merge(g, [g.gather(last, d, 0, hint) for d in range(n_dir)], merge_mode, hint)]
+    outputs = _sequence_outputs(g, run, ys, hint)
     if rnn.return_state:
-        for d in range(n_dir):
+        for d in range(len(run.rnns)):
             outputs += [(s, None) for s in _final_states(g, cell, state, mask, xw, d, hint)]
     return outputs
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The Neural Turing Machine (models.ntm.NTMCell): one Scan, its body one step of controller, heads and memory
+
+
+def _split(b: Graph, x: str, sizes: list[int], hint: str) -> list[str]:
+    return b.op("Split", [x, b.const(sizes, f"{hint}_sizes", _I64)], hint, n_out=len(sizes), axis=-1)
+
+
+def _head(b: Graph, parts: list[str], hint: str) -> tuple:
+    """(key, beta, gate, shifts, gamma[, erase, add]) squashed as ``NTMCell.head_parameters`` does."""
+    key, beta, gate, shifts, gamma, *rest = parts
+    one = b.const(np.float32(1), f"{hint}_one")
+    squashed = (b.op("Tanh", [key], hint), b.op("Softplus", [beta], hint), b.op("Sigmoid", [gate], hint),
+                b.op("Softmax", [shifts], hint, axis=-1), b.op("Add", [one, b.op("Softplus", [gamma], hint)], hint))
+    if rest:
+        squashed += (b.op("Sigmoid", [rest[0]], hint), b.op("Tanh", [rest[1]], hint))
+    return squashed
+
+
+def _address(b: Graph, cell, memory: str, previous: str, head: tuple, hint: str) -> str:
+    """``models.ntm.address``: content, interpolation, circular shift, sharpening; [D, batch, N]."""
+    key, beta, gate, shifts, gamma = head[:5]
+    eps = b.const(np.float32(1e-8), f"{hint}_eps")
+    dot = b.reduce("ReduceSum", b.op("Mul", [memory, b.unsqueeze(key, [2], hint)], hint), [-1], hint)
+    memory_norm = b.op("Sqrt", [b.op("Add", [b.reduce("ReduceSum", b.op("Mul", [memory, memory], hint), [-1], hint),
+                                             eps], hint)], hint)
+    key_norm = b.op("Sqrt", [b.op("Add", [b.reduce("ReduceSum", b.op("Mul", [key, key], hint), [-1], hint,
+                                                   keepdims=1), eps], hint)], hint)
+    scores = b.op("Div", [b.op("Mul", [beta, dot], hint), b.op("Mul", [memory_norm, key_norm], hint)], hint)
+    content = b.op("Softmax", [scores], hint, axis=-1)
+    one = b.const(np.float32(1), f"{hint}_one")
+    w = b.op("Add", [b.op("Mul", [gate, content], hint),
+                     b.op("Mul", [b.op("Sub", [one, gate], hint), previous], hint)], hint)
+    n, radius = cell.memory_size, cell.shift_range
+    rolled = np.stack([(np.arange(n) - k) % n for k in range(-radius, radius + 1)])  # roll(w, k)[i] = w[i - k]
+    stacked = b.op("Gather", [w, b.const(rolled, f"{hint}_rolls", _I64)], hint, axis=2)  # [D, batch, 2S+1, N]
+    w = b.reduce("ReduceSum", b.op("Mul", [stacked, b.unsqueeze(shifts, [3], hint)], hint), [2], hint)
+    powered = b.op("Pow", [b.op("Add", [w, eps], hint), gamma], hint)
+    return b.op("Div", [powered, b.reduce("ReduceSum", powered, [-1], hint, keepdims=1)], hint)
+
+
+def _ntm_step(b: Graph, cell, weights: dict, states: list[str], xw: str, hint: str) -> list[str]:
+    """One NTMCell step: (h, c, memory [D, batch, N, M], w_read, w_write, read) → new states, then the output."""
+    h, c, memory, w_read, w_write, read = states
+    units, m = cell.controller_units, cell.memory_width
+    z = b.op("Add", [xw, b.op("MatMul", [b.op("Concat", [read, h], hint, axis=-1), weights["recurrent"]], hint)], hint)
+    i, f, g_, o = _split(b, z, [units] * 4, f"{hint}_gates")
+    c = b.op("Add", [b.op("Mul", [b.op("Sigmoid", [f], hint), c], hint),
+                     b.op("Mul", [b.op("Sigmoid", [i], hint), b.op("Tanh", [g_], hint)], hint)], hint)
+    h = b.op("Mul", [b.op("Sigmoid", [o], hint), b.op("Tanh", [c], hint)], hint)
+    params = b.op("Add", [b.op("MatMul", [h, weights["heads"]], hint), weights["heads_bias"]], hint)
+    width = 2 * cell.shift_range + 1
+    parts = _split(b, params, [m, 1, 1, width, 1, m, m] + [m, 1, 1, width, 1], f"{hint}_heads")
+    write_head, read_head = _head(b, parts[:7], f"{hint}_write"), _head(b, parts[7:], f"{hint}_read")
+    w_write = _address(b, cell, memory, w_write, write_head, f"{hint}_write")
+    ww, erase, add = b.unsqueeze(w_write, [3], hint), b.unsqueeze(write_head[5], [2], hint), b.unsqueeze(
+        write_head[6], [2], hint)
+    one = b.const(np.float32(1), f"{hint}_one")
+    memory = b.op("Add", [b.op("Mul", [memory, b.op("Sub", [one, b.op("Mul", [ww, erase], hint)], hint)], hint),
+                          b.op("Mul", [ww, add], hint)], hint)
+    w_read = _address(b, cell, memory, w_read, read_head, f"{hint}_read")
+    read = b.reduce("ReduceSum", b.op("Mul", [memory, b.unsqueeze(w_read, [3], hint)], hint), [2], hint)
+    return [h, c, memory, w_read, w_write, read]
+
+
+def _ntm_body(g: Graph, cell, weights: dict, masked: bool, zero_output: bool, hint: str):
+    """Scan body: 6 states (+ the previous output when a masked step must repeat it), x_t[, mask_t]."""
+    b = g.subgraph()
+    names = [b.fresh(f"{hint}_{k}") for k in ("h", "c", "memory", "w_read", "w_write", "read", "prev", "x", "mask")]
+    states, prev, x, mask = names[:6], names[6], names[7], names[8]
+    new = _ntm_step(b, cell, weights, states, x, hint)
+    if masked:
+        mask4 = b.unsqueeze(mask, [3], hint)
+        new = [b.op("Where", [mask4 if k == 2 else mask, s, old], hint) for k, (s, old) in enumerate(zip(new, states))]
+    h, c, memory, w_read, w_write, read = new
+    out = b.op("Concat", [h, read, w_read, w_write], hint, axis=-1)
+    if masked:
+        out = b.op("Where", [mask, out, b.const(np.float32(0), f"{hint}_zero") if zero_output else prev], hint)
+    carry = masked and not zero_output
+    outputs = new + ([b.op("Identity", [out], hint)] if carry else []) + [b.op("Identity", [out], hint)]
+    inputs = states + ([prev] if carry else []) + [x] + ([mask] if masked else [])
+    info = [helper.make_tensor_value_info(n, TensorProto.BOOL if n == mask else TensorProto.FLOAT, None) for n in inputs]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs]
+    return helper.make_graph(b.nodes, f"{hint}_step", info, outs, b.initializers), carry
+
+
+def _ntm_weights(g: Graph, cells: list, hint: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(input kernel [D, F, 4C], bias [D, 1, 4C], the body's weights stacked over directions)."""
+    def stack(fn):
+        return np.stack([fn(cell) for cell in cells]).astype(np.float32)
+
+    features = cells[0].controller.kernel.shape[0] - cells[0].memory_width
+    kernel = stack(lambda c: np.asarray(c.controller.kernel)[:features])
+    bias = stack(lambda c: np.asarray(c.controller.bias)[None])
+    recurrent = stack(lambda c: np.concatenate([np.asarray(c.controller.kernel)[features:],
+                                                np.asarray(c.controller.recurrent_kernel)]))
+    heads = stack(lambda c: np.concatenate([np.asarray(c.write_head.kernel), np.asarray(c.read_head.kernel)], 1))
+    heads_bias = stack(lambda c: np.concatenate([np.asarray(c.write_head.bias), np.asarray(c.read_head.bias)])[None])
+    body = {"recurrent": recurrent, "heads": heads, "heads_bias": heads_bias}
+    return kernel, bias, {k: g.const(v, f"{hint}_{k}") for k, v in body.items()}
+
+
+def _ntm_initial(g: Graph, cell, n_dir: int, xs: str, hint: str) -> list[str]:
+    """``NTMCell.get_initial_state`` for every direction: [D, batch, ...] each."""
+    n, m, c = cell.memory_size, cell.memory_width, cell.controller_units
+    focus = np.eye(1, n, dtype=np.float32)[0]
+    values = [np.zeros(c), np.zeros(c), np.full((n, m), MEMORY_INIT), focus, focus, np.zeros(m)]
+    batch = g.op("Shape", [xs], hint, start=2, end=3)
+    states = []
+    for value in values:
+        value = np.asarray(value, np.float32)
+        shape = g.op("Concat", [g.const([n_dir], f"{hint}_d", _I64), batch, g.const(value.shape, f"{hint}_dims", _I64)],
+                     hint, axis=0)
+        states.append(g.op("Expand", [g.const(value[None, None], f"{hint}_initial"), shape], hint))
+    return states
+
+
+@emits_cell(NTMCell)
+def _ntm(g: Graph, layer, call: Call):
+    """An RNN (or Bidirectional) over an NTMCell: one Scan; the input projection of the controller is computed first."""
+    run = _prepare(g, layer, call)
+    rnn, cell, hint = run.rnns[0], run.rnns[0].cell, layer.name
+    if rnn.return_state:
+        raise UnsupportedLayer(layer, "return_state on an NTM")
+    if keras.activations.serialize(cell.controller.activation) != "tanh" or keras.activations.serialize(
+            cell.controller.recurrent_activation) != "sigmoid" or not cell.controller.use_bias:
+        raise UnsupportedLayer(layer, "a controller other than LSTMCell(tanh, sigmoid, use_bias)")
+    kernel, bias, weights = _ntm_weights(g, [r.cell for r in run.rnns], hint)
+    xw = g.op("Add", [g.op("MatMul", [run.xs, g.const(kernel, f"{hint}_kernel")], hint), g.const(bias, f"{hint}_bias")],
+              hint)
+    masked = run.mask is not None
+    body, carry = _ntm_body(g, cell, weights, masked, bool(rnn.zero_output_for_mask), hint)
+    initial = _ntm_initial(g, cell, len(run.rnns), run.xs, hint)
+    if carry:  # the previous output starts as zeros [D, batch, output]
+        initial.append(g.op("Mul", [g.op("Concat", [initial[0], initial[5], initial[3], initial[4]], hint, axis=-1),
+                                    g.const(np.float32(0), f"{hint}_zero")], hint))
+    scanned = [xw] + ([run.mask] if masked else [])
+    *_, ys = g.op("Scan", initial + scanned, hint, n_out=len(initial) + 1, body=body, num_scan_inputs=len(scanned))
+    return _sequence_outputs(g, run, ys, hint)

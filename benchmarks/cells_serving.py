@@ -2,6 +2,7 @@
 
     python benchmarks/cells_serving.py [--units 128] [--lengths 16,64] [--batches 1,8,64] [--runs 30] [--threads 1]
         [--out FILE]
+    python benchmarks/cells_serving.py --ntm [--lengths 10,40] [--runs 200]
 
 Builds the slot-filling model (embedding 64 → bidirectional recurrent ×2 → slot and intent heads, random weights)
 with each cell at the same units. The GRU converts to the native ONNX ``GRU`` op; the Clockwork RNN and SCRN have
@@ -10,6 +11,9 @@ of the cell (``export/emit_cells.py``). Every export is parity-checked against K
 onnxruntime session (``--threads`` intra-op threads; 0: onnxruntime's default), inputs padded with mixed lengths.
 Prints the best and the median latency per batch (on a shared machine the best of N is the steadier figure), the
 ratio to the GRU and each graph's node counts; ``--out`` also writes the numbers as JSON.
+
+``--ntm`` instead times, at batch 1, the lessons' Neural Turing Machine (controller 64 units, memory 48 x 16, one
+``Scan``) against a GRU of the controller's width and against the NTM's tf2onnx ``Loop`` graph.
 """
 
 from __future__ import annotations
@@ -87,6 +91,38 @@ def parity(model, session, rng) -> float:
     return worst
 
 
+def ntm_table(lengths: list[int], runs: int, threads: int) -> None:
+    """Batch-1 latency: GRU(64) vs the NTM (native Scan) vs the NTM through tf2onnx, each as x → RNN → Dense."""
+    import keras
+    import onnxruntime as ort
+
+    from export.keras_onnx import convert
+    from export.onnx_export import tf2onnx_convert
+    from models.ntm import NTMCell
+
+    def model(layer):
+        x = keras.Input((None, 9), name="x")
+        return keras.Model(x, keras.layers.Dense(8)(layer(x)))
+
+    gru, ntm = model(keras.layers.GRU(64, return_sequences=True)), model(
+        keras.layers.RNN(NTMCell(64, 48, 16), return_sequences=True))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    graphs = {"GRU 64": convert(gru), "NTM, native Scan": convert(ntm), "NTM, tf2onnx Loop": tf2onnx_convert(ntm)}
+    print(f"batch 1, best of {runs} onnxruntime runs in ms (x GRU), {threads} thread(s)")
+    print("graph              " + "".join(f"{f'length {n}':>16}" for n in lengths))
+    base = {}
+    for label, proto in graphs.items():
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        row = []
+        for n in lengths:
+            x = np.random.default_rng(0).normal(size=(1, n, 9)).astype(np.float32)
+            best = latency_ms(lambda: session.run(None, {"x": x}), runs)[0]
+            base.setdefault(n, best)
+            row.append(f"{best:.3f} ({best / base[n]:.1f}x)")
+        print(f"{label:19}" + "".join(f"{c:>16}" for c in row), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=128)
@@ -95,10 +131,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (0: its default)")
     parser.add_argument("--out", help="also write the numbers here (JSON)")
+    parser.add_argument("--ntm", action="store_true", help="time the NTM against a GRU instead (batch 1)")
     args = parser.parse_args(argv)
     import onnxruntime as ort
 
     import pipelines  # noqa: F401  (quiet TensorFlow)
+
+    if args.ntm:
+        ntm_table([int(v) for v in args.lengths.split(",")], args.runs, args.threads)
+        return 0
 
     lengths = [int(v) for v in args.lengths.split(",")]
     batches = [int(v) for v in args.batches.split(",")]

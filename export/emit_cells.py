@@ -3,7 +3,8 @@ Neural Turing Machine), registered with ``export.registry.emits_cell``: a ``kera
 alone or under ``Bidirectional``, becomes ONE ONNX ``Scan``.
 
 The NTM's body is one step of its controller, heads and memory (about 100 nodes; the controller's input projection
-is computed before the Scan). The Clockwork RNN and SCRN have the form ``new = where(select_t, f(state @ U + x_t W + b), state)``:
+is computed before the Scan). The Clockwork RNN and SCRN have the form
+``new = where(select_t, f(state @ U + x_t W + b), state)``:
 
 - everything that reads only the inputs (``x W + b`` for every step and direction, the clock schedule, the mask)
   is computed before the Scan, in a few batched ops over ``[time, directions, batch, ...]``;

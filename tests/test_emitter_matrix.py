@@ -123,7 +123,9 @@ CASES = {
     "layer_normalization": (lambda x: {"y": L.SimpleRNN(UNITS, return_sequences=True)(L.LayerNormalization()(x)),
                                        "rms": L.LayerNormalization(rms_scaling=True)(x),
                                        "plain": L.LayerNormalization(center=False, scale=False, epsilon=0.1)(x),
-                                       "rms_layer": L.RMSNormalization()(x)}, 1),
+                                       "rms_layer": L.RMSNormalization()(x),
+                                       "two_axes": L.LayerNormalization(axis=(-2, -1))(L.Reshape((-1, 1, FEATURES))(x)),
+                                       "middle": L.LayerNormalization(axis=-2)(L.Reshape((-1, 1, FEATURES))(x))}, 1),
     "batch_normalization": (lambda x: {"y": L.LSTM(UNITS, return_sequences=True)(L.BatchNormalization()(x))}, 1),
     "time_distributed": (lambda x: {"ln": L.TimeDistributed(L.LayerNormalization())(x),
                                     "act": L.TimeDistributed(L.Activation("tanh"))(x)}, 1),
@@ -196,6 +198,16 @@ def _max_diff(model, proto, batches) -> float:
 # the matrix
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _summary():
+    """Prints the matrix's worst difference (run with -s to see it)."""
+    yield
+    if WORST:
+        case = max(WORST, key=WORST.get)
+        print(f"\nemitter matrix: {len(WORST)} cases x {len(BATCHES)} batches, max |onnx - keras| "
+              f"{WORST[case]:.2e} ({case})")
+
+
 @pytest.mark.parametrize("masked", [True, False], ids=["masked", "unmasked"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_emitter_parity(case, masked):
@@ -209,6 +221,21 @@ def test_emitter_parity(case, masked):
     worst = _max_diff(model, proto, _batches(np.random.default_rng(2), masked, min_time))
     WORST[f"{case}/{'masked' if masked else 'unmasked'}"] = worst
     assert worst <= TOL
+
+
+@pytest.mark.parametrize("opset", [14, 18, 21])
+def test_other_opsets(opset):
+    """Reduce ops take their axes as inputs from opset 18; LayerNormalization is one node from opset 17."""
+    keras.utils.set_random_seed(7)
+    features = keras.Input((None, FEATURES), name="features")
+    x = L.LayerNormalization()(L.Masking()(features))
+    h = L.GRU(UNITS, return_sequences=True)(x)
+    outputs = {"avg": L.GlobalAveragePooling1D()(L.AdditiveAttention()([h, h])), "max": L.GlobalMaxPooling1D()(h),
+               "rms": L.LayerNormalization(rms_scaling=True)(x)}
+    model = _randomize(keras.Model(features, outputs))
+    proto = convert(model, opset=opset)
+    assert proto.opset_import[0].version == opset
+    assert _max_diff(model, proto, _batches(np.random.default_rng(8), True, 1)) <= TOL
 
 
 def test_masking_gru_timedistributed_dense_shape():

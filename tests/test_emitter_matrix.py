@@ -110,7 +110,9 @@ CASES = {
     "masking_gru_timedistributed_dense": (lambda x: {"y": L.TimeDistributed(L.Dense(10))(
         L.GRU(UNITS, return_sequences=True)(x))}, 1),
     "conv1d_valid": (lambda x: {"y": L.GRU(UNITS, return_sequences=True)(L.Conv1D(UNITS, 3, activation="relu")(x))}, 3),
-    "conv1d_same_strided": (lambda x: {"y": L.Conv1D(UNITS, 3, strides=2, padding="same")(x)}, 1),
+    "conv1d_strided": (lambda x: {"same": L.Conv1D(UNITS, 3, strides=2, padding="same")(x),
+                                  "causal": L.Conv1D(UNITS, 3, strides=2, padding="causal")(x),
+                                  "valid": L.Conv1D(UNITS, 1, strides=3, use_bias=False)(x)}, 1),
     "conv1d_causal_dilated": (lambda x: {"y": L.LSTM(UNITS)(L.Conv1D(UNITS, 2, padding="causal", dilation_rate=2,
                                                                      activation="gelu")(x))}, 1),
     "max_pooling1d": (lambda x: {"valid": L.MaxPooling1D(2)(x), "same": L.MaxPooling1D(3, 2, padding="same")(x)}, 2),
@@ -225,7 +227,7 @@ def test_emitter_parity(case, masked):
 
 @pytest.mark.parametrize("opset", [14, 18, 21])
 def test_other_opsets(opset):
-    """Reduce ops take their axes as inputs from opset 18; LayerNormalization is one node from opset 17."""
+    """Reduce ops take their axes as inputs from opset 18."""
     keras.utils.set_random_seed(7)
     features = keras.Input((None, FEATURES), name="features")
     x = L.LayerNormalization()(L.Masking()(features))

@@ -252,6 +252,27 @@ def _activation(g: Graph, layer, call: Call):
     return [(g.activation(layer, layer.activation, call.first.name, layer.name), call.first.lens)]
 
 
+@emits(L.ReLU, L.LeakyReLU, L.ELU, L.Softmax)
+def _activation_layer(g: Graph, layer, call: Call):
+    """The activation layers: ReLU (plain or capped), LeakyReLU, ELU, Softmax over one axis without a mask."""
+    x, hint = call.first, layer.name
+    if isinstance(layer, L.ReLU):
+        if layer.negative_slope or layer.threshold:
+            raise UnsupportedLayer(layer, "negative_slope or threshold")
+        y = g.op("Relu", [x.name], hint)
+        if layer.max_value is not None:
+            y = g.op("Min", [y, g.const(np.float32(layer.max_value), f"{hint}_max")], hint)
+    elif isinstance(layer, L.LeakyReLU):
+        y = g.op("LeakyRelu", [x.name], hint, alpha=float(layer.negative_slope))
+    elif isinstance(layer, L.ELU):
+        y = g.op("Elu", [x.name], hint, alpha=float(layer.alpha))
+    else:
+        if call.mask is not None or not isinstance(layer.axis, int):
+            raise UnsupportedLayer(layer, "a mask, or several axes")
+        y = g.op("Softmax", [x.name], hint, axis=layer.axis)
+    return [(y, x.lens)]
+
+
 @emits(L.Reshape)
 def _reshape(g: Graph, layer, call: Call):
     """Reshape to [batch, *target_shape] (0 copies the batch size; Keras' -1 is ONNX's)."""

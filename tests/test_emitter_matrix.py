@@ -37,7 +37,10 @@ WORST: dict[str, float] = {}
 def _activations(x):
     names = ["relu6", "gelu", "selu", "elu", "softplus", "softsign", "hard_sigmoid", "log_softmax", "leaky_relu",
              "silu", "hard_silu", "softmax", "exponential"]
-    return {name: L.Activation(name)(x) for name in names}
+    layers = {"relu_layer": L.ReLU(), "relu_capped": L.ReLU(max_value=0.5), "leaky_relu_layer": L.LeakyReLU(0.1),
+              "elu_layer": L.ELU(0.7), "softmax_layer": L.Softmax(axis=1)}
+    out = {name: layer(L.Permute((1, 2))(x) if name == "softmax_layer" else x) for name, layer in layers.items()}
+    return {**out, **{name: L.Activation(name)(x) for name in names}}
 
 
 def _merges(x):

@@ -1,6 +1,7 @@
 """Native ONNX emitters for the Keras layers users put around recurrent layers: Masking, Conv1D and 1-D pooling,
-global pooling, layer / RMS / batch normalization, TimeDistributed, Activation, Reshape / Permute / Flatten /
-RepeatVector, and the speech models' mask layers (``models.speech``). Registered with ``export.registry.emits``.
+global pooling, layer / RMS / batch normalization, TimeDistributed, Activation and the activation layers (ReLU,
+LeakyReLU, ELU, Softmax), Reshape / Permute / Flatten / RepeatVector, and the speech models' mask layers
+(``models.speech``). Registered with ``export.registry.emits``.
 
 Masks travel as sequence lengths (int32 [batch]), so they are assumed RIGHT-padded (see ``export/keras_onnx.py``).
 ``Masking`` counts the real steps of each row: a row whose masked steps are not all at its end (an all-``mask_value``

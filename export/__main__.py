@@ -34,7 +34,7 @@ def _user_model(args) -> int:
         return 2
     try:
         result = export_keras_model(args.run_dir, args.out or Path(args.run_dir).with_suffix(".onnx"), args.opset)
-    except export.ParityError as err:
+    except (export.ExportError, export.ParityError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(result.report())

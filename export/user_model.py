@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from export import keras_onnx, parity
-from export.errors import ParityError
+from export.errors import ExportError, ParityError
 from export.onnx_export import tf2onnx_convert
 from export.registry import DEFAULT_OPSET, UnsupportedLayer, emitter_for
 
@@ -78,9 +78,9 @@ def _emitter_name(op) -> str:
 
 
 def _layer_routes(model, route: str, failed: UnsupportedLayer | None) -> list:
-    rows, needed = [], keras_onnx._needed_nodes(model) if hasattr(model, "_nodes_by_depth") else None
+    rows, needed = [], keras_onnx._needed_nodes(model)
     for op in _operations(model):
-        if needed is not None and not any(id(node) in needed for node in op._inbound_nodes):
+        if not any(id(node) in needed for node in op._inbound_nodes):
             rows.append((op.name, type(op).__name__, "not emitted (computes a mask; masks travel as lengths)"))
             continue
         how = failed.why if failed is not None and op.name == failed.layer_name else _emitter_name(op)
@@ -209,7 +209,7 @@ def export_keras_model(model, out: str | Path | None = None, opset: int = DEFAUL
     """Converts a Keras 3 model (or a ``.keras`` file) to ONNX, checks it against Keras and writes it to ``out``.
 
     Args:
-      model: a ``keras.Model`` (functional, Sequential or subclassed) or the path of a ``.keras`` file (custom
+      model: a functional or Sequential ``keras.Model`` or the path of a ``.keras`` file (custom
         layers must be registered first; the toolkit's own are).
       out: where to write the ONNX model (None: nothing is written).
       opset: the ONNX opset (>= 14).
@@ -219,6 +219,7 @@ def export_keras_model(model, out: str | Path | None = None, opset: int = DEFAUL
       layer, the parity figure, node counts; ``report()`` is what the command line prints.
 
     Raises:
+      ExportError: a subclassed model (it declares no inputs; wrap it in a functional model).
       ParityError: even the tf2onnx graph differs from Keras by more than 1e-5 (nothing is written).
     """
     if not isinstance(model, keras.Model):
@@ -226,9 +227,11 @@ def export_keras_model(model, out: str | Path | None = None, opset: int = DEFAUL
 
         model = keras.saving.load_model(model, compile=False)
     model = _functional(model)
+    if not hasattr(model, "_nodes_by_depth"):
+        raise ExportError(f"{type(model).__name__} is a subclassed model: it declares no inputs to export. Wrap it: "
+                          "x = keras.Input(shape, dtype); export_keras_model(keras.Model(x, model(x)))")
     batches = parity_batches(model)
-    proto, why = _native(model, opset, batches) if hasattr(model, "_nodes_by_depth") else (
-        None, "a subclassed model has no layer graph to walk")
+    proto, why = _native(model, opset, batches)
     route = "native" if proto is not None else "tf2onnx"
     if proto is None:
         proto = tf2onnx_convert(model, opset)

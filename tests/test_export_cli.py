@@ -74,6 +74,19 @@ def test_python_api_takes_a_sequential_model_and_pads_its_masked_inputs():
     assert [row[0] for row in result.layers][-2:] == ["rnn", "out"]
 
 
+def test_a_subclassed_model_is_refused_with_what_to_do():
+    import export
+
+    class Own(keras.Model):
+        def call(self, x):
+            return x * 2.0
+
+    model = Own()
+    model(np.ones((1, 3), np.float32))
+    with pytest.raises(export.ExportError, match="subclassed model.*Wrap it"):
+        export_keras_model(model)
+
+
 def test_a_directory_is_still_a_run_dir(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "is not a run dir" in capsys.readouterr().err

@@ -27,7 +27,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 L = keras.layers
 VOCAB, EMBED, UNITS, FEATURES, CLASSES = 2000, 64, 64, 40, 5

@@ -63,7 +63,8 @@ def _clockwork_plan(cell: ClockworkRNNCell) -> dict:
 
 
 def _scrn_plan(cell: SCRNCell) -> dict:
-    """SCRN with the state [h, s] as one vector: ``z = [h, s] @ [[R, 0], [αP, αI]] + x [(1-α)BP + A, (1-α)B] + [b, 0]``,
+    """SCRN with the state [h, s] as one vector:
+    ``z = [h, s] @ [[R, 0], [αP, αI]] + x [(1-α)BP + A, (1-α)B] + [b, 0]``,
     then the activation on the h units only."""
     a, hidden, context = np.float32(cell.alpha), cell.hidden_units, cell.context_units
     B = (np.float32(1) - a) * np.asarray(cell.context_kernel, np.float32)
@@ -328,7 +329,8 @@ def _ntm_body(g: Graph, cell, weights: dict, masked: bool, zero_output: bool, hi
     carry = masked and not zero_output
     outputs = new + ([b.op("Identity", [out], hint)] if carry else []) + [b.op("Identity", [out], hint)]
     inputs = states + ([prev] if carry else []) + [x] + ([mask] if masked else [])
-    info = [helper.make_tensor_value_info(n, TensorProto.BOOL if n == mask else TensorProto.FLOAT, None) for n in inputs]
+    info = [helper.make_tensor_value_info(n, TensorProto.BOOL if n == mask else TensorProto.FLOAT, None)
+            for n in inputs]
     outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs]
     return helper.make_graph(b.nodes, f"{hint}_step", info, outs, b.initializers), carry
 

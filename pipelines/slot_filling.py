@@ -41,7 +41,8 @@ class SlotFillingConfig(CommonOptions):
     word_chars: int = dataclasses.field(default=16, metadata={"help": "characters read per word"})
     batch_size: int = dataclasses.field(default=32, metadata={"help": "examples per batch and replica"})
     learning_rate: float = 2e-3
-    intent_weight: float = dataclasses.field(default=1.0, metadata={"help": "weight of the intent loss"})
+    intent_weight: float = dataclasses.field(
+        default=3.0, metadata={"help": "weight of the intent loss (the slot loss is summed over the words)"})
     clipnorm: float = dataclasses.field(default=1.0, metadata={"help": "gradient norm clip; 0 disables"})
     patience: int = dataclasses.field(default=8, metadata={"help": "epochs without a better dev slot F1"})
     max_len: int = dataclasses.field(default=128, metadata={"help": "longest input in words"})

@@ -29,9 +29,6 @@ from export.registry import Call, Graph, UnsupportedLayer, emits_cell
 from models.cells import ClockworkRNNCell, SCRNCell
 from models.ntm import MEMORY_INIT, NTMCell
 
-_ACTIVATIONS = {"tanh": ("Tanh", {}), "sigmoid": ("Sigmoid", {}), "relu": ("Relu", {}), "linear": None,
-                "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
-                "hard_sigmoid": ("HardSigmoid", {"alpha": 1.0 / 6.0, "beta": 0.5})}
 _I64 = np.int64
 
 
@@ -44,16 +41,6 @@ class _Plan:
     recurrent: np.ndarray  # [D, units, units]: state → pre-activation
     activation: object  # the cell's activation (a Keras callable)
     only: np.ndarray | None = None  # bool [units]: the units the activation applies to (None: all)
-
-
-def _act(g: Graph, layer, activation, z: str, hint: str) -> str:
-    name = keras.activations.serialize(activation)
-    if name not in _ACTIVATIONS:
-        raise UnsupportedLayer(layer, f"activation {name!r}; supported: {', '.join(_ACTIVATIONS)}")
-    if _ACTIVATIONS[name] is None:
-        return z
-    op_type, attrs = _ACTIVATIONS[name]
-    return g.op(op_type, [z], hint, **attrs)
 
 
 def _clockwork_plan(cell: ClockworkRNNCell) -> dict:
@@ -137,7 +124,7 @@ def _body(g: Graph, layer, plan: _Plan, recurrent: str, select: bool, zero_outpu
     b = g.subgraph()
     names = {k: b.fresh(f"{hint}_{k}") for k in ("state", "x", "select", "mask")}
     z = b.op("Add", [b.op("MatMul", [names["state"], recurrent], hint), names["x"]], hint)
-    new = _act(b, layer, plan.activation, z, hint)
+    new = b.activation(layer, plan.activation, z, hint)
     if plan.only is not None and new != z:
         new = b.op("Where", [b.const(plan.only, f"{hint}_only"), new, z], hint)
     if select:

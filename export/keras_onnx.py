@@ -51,10 +51,18 @@ __all__ = ["DEFAULT_OPSET", "EMITTERS", "EMITTER_MODULES", "UnsupportedLayer", "
 # Graph walk
 
 
-def _dims(shape) -> list:
-    """Keras shape → ONNX dims, unknown ones named batch, time, then dim<i>."""
+def _dims(shape, owner: str | None = None) -> list:
+    """Keras shape → ONNX dims, unknown ones named batch, time, then dim<i>.
+
+    With ``owner`` (a model with several inputs) the unknown dims after the batch are named after it
+    (``question_time``), or left unnamed (``owner=""``, for outputs): a shared name would tell onnxruntime that,
+    say, a story and a question have the same length, and it fails when they do not.
+    """
     names = ["batch", "time"]
-    return [d if d is not None else (names[i] if i < 2 else f"dim{i}") for i, d in enumerate(shape)]
+    named = [d if d is not None else (names[i] if i < 2 else f"dim{i}") for i, d in enumerate(shape)]
+    if owner is None:
+        return named
+    return [d if i == 0 or not isinstance(d, str) else (f"{owner}_{d}" if owner else None) for i, d in enumerate(named)]
 
 
 def _to_values(value, values: dict):
@@ -182,10 +190,12 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     g.reserve(output_names)
     values: dict[int, Value] = {}
     graph_inputs = []
+    several = len(model.inputs) > 1
     for tensor in model.inputs:
         values[id(tensor)] = Value(tensor.name, None, tuple(tensor.shape), tensor.dtype)
         elem = helper.np_dtype_to_tensor_dtype(numpy_dtype(tensor.dtype))
-        graph_inputs.append(helper.make_tensor_value_info(tensor.name, elem, _dims(tensor.shape)))
+        graph_inputs.append(helper.make_tensor_value_info(tensor.name, elem,
+                                                          _dims(tensor.shape, tensor.name if several else None)))
         g.reserve([tensor.name])
 
     needed = _needed_nodes(model)
@@ -203,14 +213,14 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
             for tensor, (name, lens) in zip(node.outputs, produced):
                 # A layer's output carries a mask when the layer supports masking; a boolean output (a mask tensor
                 # itself, e.g. models.speech.FrameMask) carries its own lengths.
-                lens = lens if layer.supports_masking or tensor.dtype == "bool" else None
+                lens = lens if getattr(layer, "supports_masking", False) or tensor.dtype == "bool" else None
                 values[id(tensor)] = Value(name, lens, tuple(tensor.shape), tensor.dtype)
 
     graph_outputs = []
     for name, tensor in zip(output_names, model.outputs):
         g.nodes.append(helper.make_node("Identity", [values[id(tensor)].name], [name], name=g.fresh(f"{name}/Identity")))
         elem = helper.np_dtype_to_tensor_dtype(numpy_dtype(tensor.dtype))
-        graph_outputs.append(helper.make_tensor_value_info(name, elem, _dims(tensor.shape)))
+        graph_outputs.append(helper.make_tensor_value_info(name, elem, _dims(tensor.shape, "" if several else None)))
 
     graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, g.initializers)
     imports = [helper.make_opsetid("", opset)]

@@ -178,25 +178,10 @@ def _worst_diff(model, proto: onnx.ModelProto, batches) -> float:
     return worst
 
 
-def _own_time_dims(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Names each input's symbolic dims after the input (``time`` → ``decoder_time``) and leaves the outputs' unnamed:
-    the converter calls every input's time axis ``time``, which tells onnxruntime that an encoder's and a decoder's
-    inputs have the same length."""
-    for values, prefix in ((proto.graph.input, True), (proto.graph.output, False)):
-        for value in values:
-            for dim in value.type.tensor_type.shape.dim:
-                if dim.HasField("dim_param") and dim.dim_param != "batch":
-                    param = f"{value.name}_{dim.dim_param}"
-                    dim.Clear()
-                    if prefix:
-                        dim.dim_param = param
-    return proto
-
-
 def _native(model, opset: int, batches) -> tuple[onnx.ModelProto | None, UnsupportedLayer | str | None]:
     """The native graph, or None and why not (the layer refused, or the parity it missed)."""
     try:
-        proto = _own_time_dims(keras_onnx.convert(model, opset=opset))
+        proto = keras_onnx.convert(model, opset=opset)
     except UnsupportedLayer as err:
         return None, err
     diff = _worst_diff(model, proto, batches)

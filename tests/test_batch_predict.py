@@ -50,8 +50,12 @@ def test_every_line_predicted_once_with_errors_on_their_own_line(predictor, text
     assert [line["id"] for line in lines] == list(range(1, 9))
     assert lines[2] == {"id": 3, "error": "text is empty"}
     good = [t for t in TEXTS if t]
-    expected = [r.to_dict() for r in predictor.predict_batch(good)]
-    assert [line["output"] for line in lines if "output" in line] == json.loads(json.dumps(expected))
+    expected = json.loads(json.dumps([r.to_dict() for r in predictor.predict_batch(good)]))
+    outputs = [line["output"] for line in lines if "output" in line]
+    # batches of 3 here, of 7 there: onnxruntime's float sums may differ in the last bits, nothing else may
+    confidence = lambda rows: [row.pop("intent_confidence") for row in rows]
+    np.testing.assert_allclose(confidence(outputs), confidence(expected), atol=1e-6)
+    assert outputs == expected
 
 
 def test_interrupted_run_resumes_without_duplicates(predictor, text_file, tmp_path):

@@ -22,6 +22,18 @@ def mixed_batch(vocab_size, seed=3):
     return ids, lengths
 
 
+def char_batch(run_dir, lengths, seed=4):
+    """Character ids [batch, time, word_chars] for :func:`mixed_batch`'s real steps (1..word_chars characters)."""
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    rng = np.random.default_rng(seed)
+    chars = np.zeros((len(lengths), lengths.max(), meta["word_chars"]), np.int32)
+    for row, n in enumerate(lengths):
+        for step in range(n):
+            k = rng.integers(1, meta["word_chars"] + 1)
+            chars[row, step, :k] = rng.integers(1, len(meta["chars"]), k)
+    return chars
+
+
 def test_run_dir_holds_the_contracted_files(slot_run):
     run_dir, metrics = slot_run
     for name in ("saved_model/saved_model.pb", "model.onnx", "model.keras", "metadata.json", "metrics.json",
@@ -36,8 +48,9 @@ def test_run_dir_holds_the_contracted_files(slot_run):
 def test_onnx_matches_keras_on_a_new_mixed_length_batch(slot_run, slot_model):
     run_dir, _ = slot_run
     ids, lengths = mixed_batch(len((run_dir / "vocab.txt").read_text().split()))
-    ort_out = OnnxModel(run_dir / "model.onnx").run({"token_ids": ids})
-    keras_out = {k: np.asarray(v) for k, v in slot_model(ids, training=False).items()}
+    feeds = {"token_ids": ids, "char_ids": char_batch(run_dir, lengths)}
+    ort_out = OnnxModel(run_dir / "model.onnx").run(feeds)
+    keras_out = {k: np.asarray(v) for k, v in slot_model(feeds, training=False).items()}
     diffs = parity.compare(keras_out, ort_out, lengths, per_step={"slot_probs"})
     assert diffs["slot_probs"] <= 1e-5 and diffs["intent_probs"] <= 1e-5
 
@@ -64,15 +77,16 @@ def test_saved_model_has_a_named_serving_signature(slot_run, slot_model):
     signature = tf.saved_model.load(str(run_dir / "saved_model")).signatures["serving_default"]
     assert set(signature.structured_outputs) == {"slot_probs", "intent_probs"}
     ids, lengths = mixed_batch(20)
-    out = {k: v.numpy() for k, v in signature(token_ids=tf.constant(ids)).items()}
-    keras_out = {k: np.asarray(v) for k, v in slot_model(ids, training=False).items()}
+    feeds = {"token_ids": ids, "char_ids": char_batch(run_dir, lengths)}
+    out = {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in feeds.items()}).items()}
+    keras_out = {k: np.asarray(v) for k, v in slot_model(feeds, training=False).items()}
     assert max(parity.compare(keras_out, out, lengths, {"slot_probs"}).values()) <= 1e-5
 
 
 def test_onnx_file_is_self_describing(slot_run):
     run_dir, _ = slot_run
     proto = onnx.load(str(run_dir / "model.onnx"))
-    assert [i.name for i in proto.graph.input] == ["token_ids"]
+    assert sorted(i.name for i in proto.graph.input) == ["char_ids", "token_ids"]
     assert sorted(o.name for o in proto.graph.output) == ["intent_probs", "slot_probs"]
     embedded = json.loads({p.key: p.value for p in proto.metadata_props}["metadata.json"])
     on_disk = json.loads((run_dir / "metadata.json").read_text())

@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -27,6 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
+
+from benchmarks.cells_serving import latency_ms  # noqa: E402
 
 L = keras.layers
 VOCAB, EMBED, UNITS, FEATURES, CLASSES = 2000, 64, 64, 40, 5
@@ -118,14 +119,7 @@ ZOO = {
 
 def _best_ms(fn, runs: int) -> float:
     """The best of ``runs`` timed calls after two warm-up calls, in ms (on a shared machine the steadier figure)."""
-    fn()
-    fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
+    return latency_ms(fn, runs)[0]
 
 
 def _session(proto_or_path):

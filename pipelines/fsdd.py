@@ -1,6 +1,7 @@
 """Reader for the Free Spoken Digit Dataset (``../shared/data/fsdd/recordings``): ``{digit}_{speaker}_{i}.wav``,
 8 kHz mono, split by the file index ``i`` as ../shared/data/SPLITS.md fixes it: test 0–4 (FSDD's official
-rule), dev 5–9, train 10–49."""
+rule), dev 5–9, train 10–49; or leave-speakers-out (``read_splits(..., test_speakers=[...])``): every recording of
+the named speakers is test, train and dev keep the index rule over the other speakers."""
 
 from __future__ import annotations
 
@@ -55,19 +56,73 @@ def list_recordings(data_dir: str | Path) -> list[Recording]:
     return sorted(found, key=lambda r: (r.speaker, r.digit, r.index))
 
 
-def read_splits(data_dir: str | Path) -> dict[str, list[Recording]]:
-    """The recordings of ``data_dir`` grouped into ``train``, ``dev`` and ``test`` (see :func:`split_of`).
+def speakers(data_dir: str | Path) -> list[str]:
+    """The sorted speaker names of the FSDD recordings in ``data_dir``.
 
     Raises:
-      DataError: as :func:`list_recordings`, or a split is empty.
+      DataError: as :func:`list_recordings`.
     """
-    splits = {name: [] for name in SPLITS}
-    for rec in list_recordings(data_dir):
-        splits[rec.split].append(rec)
+    return sorted({rec.speaker for rec in list_recordings(data_dir)})
+
+
+def read_splits(data_dir: str | Path, test_speakers: list[str] | None = None) -> dict[str, list[Recording]]:
+    """The recordings of ``data_dir`` grouped into ``train``, ``dev`` and ``test``.
+
+    Without ``test_speakers`` the split is by file index (see :func:`split_of`): speaker-dependent. With it
+    (leave-speakers-out), ``test`` holds *every* recording (index 0-49) of the named speakers, and ``train`` and
+    ``dev`` come only from the other speakers by the same index rules (dev 5-9, train 10+); the other speakers'
+    indexes 0-4 are left unused, so train and dev are the same files as in the speaker-dependent split minus the
+    held-out voices.
+
+    Raises:
+      DataError: as :func:`list_recordings`; a named speaker is not in the folder; every speaker is held out; or a
+        split is empty.
+    """
+    recordings = list_recordings(data_dir)
+    if test_speakers is None:
+        splits = {name: [] for name in SPLITS}
+        for rec in recordings:
+            splits[rec.split].append(rec)
+    else:
+        splits = _speaker_splits(data_dir, recordings, check_speakers(data_dir, test_speakers, recordings))
     empty = [name for name, recs in splits.items() if not recs]
     if empty:
         raise DataError(f"{data_dir}: no recordings for the {', '.join(empty)} split (file indexes 0-4 are test, "
                         f"5-9 dev, 10+ train)")
+    return splits
+
+
+def check_speakers(data_dir: str | Path, names: list[str], recordings: list[Recording] | None = None) -> list[str]:
+    """``names`` sorted and de-duplicated, after checking that each is a speaker of ``data_dir`` and that at least
+    one speaker is left for training.
+
+    Raises:
+      DataError: an unknown name (the message lists the speakers found), no name, or every speaker named.
+    """
+    found = sorted({rec.speaker for rec in recordings}) if recordings is not None else speakers(data_dir)
+    names = sorted(set(names))
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        raise DataError(f"unknown FSDD speaker(s) {', '.join(unknown)} in {data_dir}; "
+                        f"speakers found: {', '.join(found)}")
+    if not names:
+        raise DataError(f"no test speaker named; speakers found in {data_dir}: {', '.join(found)}")
+    if len(names) == len(found):
+        raise DataError(f"every speaker ({', '.join(found)}) is held out for test: none is left to train on")
+    return names
+
+
+def _speaker_splits(data_dir, recordings: list[Recording], test_speakers: list[str]) -> dict[str, list[Recording]]:
+    held_out = set(test_speakers)
+    splits = {name: [] for name in SPLITS}
+    for rec in recordings:
+        if rec.speaker in held_out:
+            splits["test"].append(rec)
+        elif rec.split != "test":
+            splits[rec.split].append(rec)
+    seen = {name: {rec.speaker for rec in recs} for name, recs in splits.items()}
+    overlap = (seen["train"] | seen["dev"]) & seen["test"]
+    assert not overlap, f"{data_dir}: speaker(s) {sorted(overlap)} in both training and test"
     return splits
 
 

@@ -56,6 +56,21 @@ def list_recordings(data_dir: str | Path) -> list[Recording]:
     return sorted(found, key=lambda r: (r.speaker, r.digit, r.index))
 
 
+TEST_SPEAKERS_HELP = ("leave-speakers-out: NAME[,NAME] of the speakers whose every recording is test; train and dev "
+                      "use the other speakers only (none: the speaker-dependent split by file index)")
+
+
+def parse_speakers(text: str | None) -> list[str] | None:
+    """``--test-speakers`` text ("theo" or "theo,lucas") → sorted unique names; None or blank → None."""
+    if text is None or not text.strip():
+        return None
+    names = sorted({name.strip() for name in text.split(",") if name.strip()})
+    bad = [name for name in names if not re.fullmatch(r"[A-Za-z0-9]+", name)]
+    if bad:
+        raise DataError(f"--test-speakers: not a speaker name: {', '.join(bad)} (expected NAME[,NAME])")
+    return names
+
+
 def speakers(data_dir: str | Path) -> list[str]:
     """The sorted speaker names of the FSDD recordings in ``data_dir``.
 
@@ -93,22 +108,28 @@ def read_splits(data_dir: str | Path, test_speakers: list[str] | None = None) ->
 
 
 def check_speakers(data_dir: str | Path, names: list[str], recordings: list[Recording] | None = None) -> list[str]:
-    """``names`` sorted and de-duplicated, after checking that each is a speaker of ``data_dir`` and that at least
-    one speaker is left for training.
+    """``names`` sorted and de-duplicated, after checking them against the speakers of ``data_dir`` (see
+    :func:`require_speakers`)."""
+    found = sorted({rec.speaker for rec in recordings}) if recordings is not None else speakers(data_dir)
+    return require_speakers(names, found, f"FSDD folder {data_dir}")
+
+
+def require_speakers(names: list[str], found: list[str], where: str) -> list[str]:
+    """``names`` sorted and de-duplicated, after checking that each is one of ``found`` (the speakers of
+    ``where``) and that at least one speaker is left for training.
 
     Raises:
       DataError: an unknown name (the message lists the speakers found), no name, or every speaker named.
     """
-    found = sorted({rec.speaker for rec in recordings}) if recordings is not None else speakers(data_dir)
     names = sorted(set(names))
     unknown = [name for name in names if name not in found]
     if unknown:
-        raise DataError(f"unknown FSDD speaker(s) {', '.join(unknown)} in {data_dir}; "
-                        f"speakers found: {', '.join(found)}")
+        raise DataError(f"unknown speaker(s) {', '.join(unknown)} in {where}; speakers found: {', '.join(found)}")
     if not names:
-        raise DataError(f"no test speaker named; speakers found in {data_dir}: {', '.join(found)}")
+        raise DataError(f"no test speaker named; speakers in {where}: {', '.join(found)}")
     if len(names) == len(found):
-        raise DataError(f"every speaker ({', '.join(found)}) is held out for test: none is left to train on")
+        raise DataError(f"every speaker of {where} ({', '.join(found)}) is held out for test: none is left to "
+                        f"train on")
     return names
 
 

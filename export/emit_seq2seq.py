@@ -1,4 +1,5 @@
-"""Native ONNX emitters for the seq2seq layers (``models.attention``): attention, padding mask and log-softmax,
+"""Native ONNX emitters for the seq2seq layers (``models.attention``): attention, padding mask, log-softmax and
+the word pointer's memory lookup,
 registered with ``export.registry.emits``. With them both seq2seq graphs (encoder, decoder step) convert natively.
 """
 
@@ -8,7 +9,7 @@ import numpy as np
 from onnx import TensorProto
 
 from export.registry import emits, numpy_dtype
-from models.attention import NEG_INF, LogSoftmax, PaddingMask, SeqAttention
+from models.attention import NEG_INF, LogSoftmax, PaddingMask, PointedMemory, SeqAttention
 
 
 @emits(SeqAttention)
@@ -47,3 +48,18 @@ def _padding_mask(g, layer, call):
 @emits(LogSoftmax)
 def _log_softmax(g, layer, call):
     return [(g.op("LogSoftmax", [call.first.name], layer.name, axis=-1), None)]
+
+
+@emits(PointedMemory)
+def _pointed_memory(g, layer, call):
+    """PointedMemory: positions clipped to [0, real rows - 1], one-hot over the memory's steps, times the memory."""
+    m, mask, hint = call.args["memory"].name, call.args["memory_mask"].name, layer.name
+    real = g.op("Cast", [g.reduce("ReduceSum", mask, [1], hint, keepdims=1)], hint, to=TensorProto.INT64)  # [b, 1]
+    last = g.op("Sub", [real, g.const(np.int64(1), f"{hint}_one")], hint)
+    positions = g.op("Cast", [call.args["positions"].name], hint, to=TensorProto.INT64)
+    positions = g.op("Max", [g.op("Min", [positions, last], hint), g.const(np.int64(0), f"{hint}_zero")], hint)
+    time = g.gather(g.op("Shape", [m], hint), 1, 0, f"{hint}_time")
+    steps = g.op("Range", [g.const(np.int64(0), f"{hint}_start"), time, g.const(np.int64(1), f"{hint}_step")], hint)
+    one_hot = g.op("Cast", [g.op("Equal", [g.unsqueeze(positions, [2], hint), steps], hint)], hint,
+                   to=TensorProto.FLOAT)  # [b, tq, tm]
+    return [(g.op("MatMul", [one_hot, m], hint), None)]

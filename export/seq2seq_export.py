@@ -28,8 +28,10 @@ from export.errors import ExportError, ParityError
 from export.onnx_export import embed_metadata, to_onnx, versions
 from export.registry import DEFAULT_OPSET
 from export.rundir import staged
-from models.seq2seq import LOG_PROBS, MEMORY, MEMORY_MASK, SOURCE, TOKENS, Seq2SeqModels, Seq2SeqSpec, build_seq2seq
+from models.seq2seq import (LOG_PROBS, MEMORY, MEMORY_MASK, SOURCE, TOKENS, WORD_POSITION, Seq2SeqModels, Seq2SeqSpec,
+                            build_seq2seq)
 from serving import metadata as meta_format
+from serving.seq2seq import pointer_metadata
 from serving.session import OnnxModel
 
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder_step.onnx"
@@ -38,7 +40,7 @@ SAVED_MODEL_DIR = "saved_model"
 WEIGHTS_FILE, CONFIG_FILE = "model.weights.h5", "config.json"  # what a seq2seq run writes (pipelines/seq2seq.py)
 # What export_seq2seq derives (from the graphs, the spec, the run): a re-export writes them anew.
 GENERATED = ("format", "format_version", "exported_at", "versions", "parity", "onnx_converter", "inputs", "outputs",
-             "graphs", "states", "attention", "model", "files")
+             "graphs", "states", "attention", "model", "files", "word_pointer")
 
 __all__ = ["ENCODER_FILE", "DECODER_FILE", "WEIGHTS_FILE", "ExportError", "ParityError", "decoder_parity_batches",
            "export_seq2seq", "is_seq2seq_run", "load_seq2seq", "reexport_seq2seq"]
@@ -59,17 +61,20 @@ def _keras_runner(model):
 def decoder_parity_batches(models: Seq2SeqModels, source_batches: list[np.ndarray], start_id: int,
                            steps: int = 2) -> list[dict]:
     """Decoder-step inputs from real source batches: the encoder's outputs and states, then ``steps`` greedy steps
-    (``<s>`` first, then each step's best token and new states), each a parity batch."""
+    (``<s>`` first, then each step's best token and new states), each a parity batch. A word pointer's positions
+    are spread over every row's words and past them (the graph clips those)."""
     spec, batches = models.spec, []
     for ids in source_batches:
         enc = _keras_runner(models.encoder)(
             {SOURCE: ids})
         states = {name: enc[name] for name in spec.state_names}
         tokens = np.full((len(ids), 1), start_id, np.int32)
-        for _ in range(steps):
+        for k in range(steps):
             feeds = {TOKENS: tokens, **states}
             if spec.attention != "none":
                 feeds.update({MEMORY: enc[MEMORY], MEMORY_MASK: enc[MEMORY_MASK]})
+            if spec.pointer_id:
+                feeds[WORD_POSITION] = ((np.arange(len(ids)) * 3 + k * 7) % (ids.shape[1] + 2)).astype(np.int32)[:, None]
             batches.append({**feeds, "lengths": np.ones(len(ids), np.int64)})
             out = _keras_runner(models.decoder_step)(feeds)
             tokens = out[LOG_PROBS][:, -1].argmax(-1).astype(np.int32)[:, None]
@@ -152,6 +157,7 @@ def export_seq2seq(models: Seq2SeqModels, run_dir: str | Path, task_meta: dict, 
     spec = models.spec
     meta = {
         **task_meta,
+        **pointer_metadata(spec.pointer_id, task_meta["target_vocab"]),
         "inputs": graphs["encoder"]["inputs"],
         "outputs": graphs["decoder_step"]["outputs"],
         "graphs": graphs,
@@ -160,7 +166,7 @@ def export_seq2seq(models: Seq2SeqModels, run_dir: str | Path, task_meta: dict, 
         "model": {"cell": spec.cell, "embed_dim": spec.embed_dim, "hidden": spec.hidden, "layers": spec.layers,
                   "bidirectional": spec.bidirectional, "attention": spec.attention,
                   "attention_units": spec.attention_units, "dropout": spec.dropout,
-                  "decoder_units": spec.decoder_units},
+                  "decoder_units": spec.decoder_units, "pointer_id": spec.pointer_id},
         "format": meta_format.FORMAT,
         "format_version": meta_format.FORMAT_VERSION,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -206,6 +212,7 @@ def _spec(run_dir: Path, meta: dict) -> Seq2SeqSpec:
                           f"{', '.join(missing)}")
     sizes = {k: model[k] for k in _SPEC_KEYS}
     extra = {k: model[k] for k in ("attention_units", "dropout") if k in model}
+    pointer_id = int(model.get("pointer_id", 0))  # exports before the word pointer have none
     if len(extra) < 2 and (run_dir / CONFIG_FILE).is_file():
         try:
             config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -218,7 +225,8 @@ def _spec(run_dir: Path, meta: dict) -> Seq2SeqSpec:
                           "needed to rebuild the decoder, is unknown")
     # Dropout has no weights and is off at inference: the training value only keeps the rebuilt graphs identical.
     spec = Seq2SeqSpec(len(meta["source_vocab"]), len(meta["target_vocab"]), **sizes,
-                       attention_units=int(extra.get("attention_units", 64)), dropout=float(extra.get("dropout", 0.0)))
+                       attention_units=int(extra.get("attention_units", 64)), dropout=float(extra.get("dropout", 0.0)),
+                       pointer_id=pointer_id)
     try:
         spec.check()
     except ValueError as err:

@@ -92,3 +92,38 @@ class LogSoftmax(keras.layers.Layer):
 
     def compute_output_shape(self, shape):
         return tuple(shape)
+
+
+@keras.saving.register_keras_serializable(package="rnn_toolkit")
+class PointerPositions(keras.layers.Layer):
+    """The word pointer's position at each decoder input step: how many ``pointer_id`` tokens (the parser's
+    ``XX``, one per word) the inputs hold up to and including this step, so step t points at the next word the
+    output will place. Training only: a decoder step is fed these counts (``word_position``) by its caller."""
+
+    def __init__(self, pointer_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pointer_id = int(pointer_id)
+
+    def call(self, token_ids):
+        return ops.cumsum(ops.cast(ops.equal(token_ids, self.pointer_id), "int32"), axis=1)
+
+    def compute_output_spec(self, token_ids):
+        return keras.KerasTensor(token_ids.shape, "int32")
+
+    def get_config(self):
+        return {**super().get_config(), "pointer_id": self.pointer_id}
+
+
+@keras.saving.register_keras_serializable(package="rnn_toolkit")
+class PointedMemory(keras.layers.Layer):
+    """The memory row each position points at: ``call(memory [b, tm, d], memory_mask [b, tm], positions [b, tq])``
+    → [b, tq, d], positions past the last real row clipped to it (a one-hot product, so the row is copied exactly)."""
+
+    def call(self, memory, memory_mask, positions):
+        last = ops.cast(ops.sum(memory_mask, axis=1, keepdims=True), "int32") - 1  # [b, 1]
+        positions = ops.maximum(ops.minimum(ops.cast(positions, "int32"), last), 0)
+        one_hot = ops.one_hot(positions, ops.shape(memory)[1], dtype=memory.dtype)  # [b, tq, tm]
+        return ops.matmul(one_hot, memory)
+
+    def compute_output_spec(self, memory, memory_mask, positions):
+        return keras.KerasTensor((memory.shape[0], positions.shape[1], memory.shape[2]), memory.dtype)

@@ -9,7 +9,7 @@ tanh(W [context; output])] → softmax over the target vocabulary, as log-probab
   trainer       {source_ids [b, s], target_ids [b, t]} → log_probs [b, t, V]  (teacher forcing: target_ids
                 starts with ``<s>``, the labels are the same tokens shifted left and ending with ``</s>``)
   encoder       source_ids → {memory [b, s, d], memory_mask [b, s], state_h [b, u] (, state_c)}
-  decoder_step  {token_ids [b, k], state_h (, state_c) (, memory, memory_mask)} →
+  decoder_step  {token_ids [b, k], state_h (, state_c) (, memory, memory_mask) (, word_position [b, k])} →
                 {log_probs [b, k, V], new_state_h (, new_state_c) (, attention [b, k, s])}; decoding feeds k = 1.
 All three share the same layer objects, so the inference graphs carry exactly the trained weights.
 """
@@ -21,12 +21,13 @@ import dataclasses
 import keras
 from keras import ops
 
-from models.attention import MODES, LogSoftmax, PaddingMask, SeqAttention
+from models.attention import MODES, LogSoftmax, PaddingMask, PointedMemory, PointerPositions, SeqAttention
 
 CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 SOURCE, TARGET = "source_ids", "target_ids"
 TOKENS, LOG_PROBS, ATTENTION = "token_ids", "log_probs", "attention"
 MEMORY, MEMORY_MASK = "memory", "memory_mask"
+WORD_POSITION = "word_position"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Seq2SeqSpec:
       attention: ``none``, ``additive`` (Bahdanau) or ``dot`` (Luong).
       attention_units: width of the additive score.
       dropout: dropout on embeddings and before the output layer (training only).
+      pointer_id: 0 (off), or the target id that places one source word (the parser's ``XX``): then each
+        decoder input also carries the encoder output of the next word to place, the word pointer (the decoder
+        step takes ``word_position``, the count of those ids fed so far). Needs attention (the memory).
     """
 
     source_vocab: int
@@ -55,6 +59,7 @@ class Seq2SeqSpec:
     attention: str = "additive"
     attention_units: int = 64
     dropout: float = 0.1
+    pointer_id: int = 0
 
     def check(self) -> None:
         """Raises ValueError naming the first bad field."""
@@ -68,6 +73,9 @@ class Seq2SeqSpec:
         for name in ("embed_dim", "hidden", "layers", "attention_units"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.pointer_id and (self.attention == "none" or not 4 <= self.pointer_id < self.target_vocab):
+            raise ValueError(f"pointer_id {self.pointer_id} needs attention (the memory it points into) and a "
+                             f"target id in 4..{self.target_vocab - 1}")
 
     @property
     def decoder_units(self) -> int:
@@ -103,11 +111,14 @@ def _encode(spec: Seq2SeqSpec, layers: dict, source_ids):
     return memory, layers["memory_mask"](source_ids), states
 
 
-def _decode(spec: Seq2SeqSpec, layers: dict, token_ids, states, memory, memory_mask):
-    """log_probs, new states, attention weights (or None) for ``token_ids`` from ``states``."""
+def _decode(spec: Seq2SeqSpec, layers: dict, token_ids, states, memory, memory_mask, positions=None):
+    """log_probs, new states, attention weights (or None) for ``token_ids`` from ``states`` (``positions``: the
+    word pointer's, with ``spec.pointer_id``)."""
     x = layers["target_embedding"](token_ids)
     if spec.dropout:
         x = layers["target_dropout"](x)
+    if spec.pointer_id:
+        x = layers["pointer_concat"]([x, layers["pointed_memory"](memory, memory_mask, positions)])
     outputs, *new_states = layers["decoder"](x, initial_state=list(states))
     weights = None
     if spec.attention != "none":
@@ -141,6 +152,10 @@ def _layers(spec: Seq2SeqSpec) -> dict:
     if spec.dropout:
         for name in ("source_dropout", "target_dropout", "output_dropout"):
             layers[name] = keras.layers.Dropout(spec.dropout, name=name)
+    if spec.pointer_id:
+        layers["pointer_positions"] = PointerPositions(spec.pointer_id, name="pointer_positions")
+        layers["pointed_memory"] = PointedMemory(name="pointed_memory")
+        layers["pointer_concat"] = keras.layers.Concatenate(name="pointer_concat")
     if spec.attention != "none":
         layers["attention"] = SeqAttention(spec.attention, spec.attention_units, name=ATTENTION)
         layers["attention_concat"] = keras.layers.Concatenate(name="attention_concat")
@@ -161,7 +176,8 @@ def build_seq2seq(spec: Seq2SeqSpec) -> Seq2SeqModels:
     source_ids = keras.Input((None,), dtype="int32", name=SOURCE)
     target_ids = keras.Input((None,), dtype="int32", name=TARGET)
     memory, memory_mask, states = _encode(spec, layers, source_ids)
-    log_probs, _, _ = _decode(spec, layers, target_ids, states, memory, memory_mask)
+    positions = layers["pointer_positions"](target_ids) if spec.pointer_id else None
+    log_probs, _, _ = _decode(spec, layers, target_ids, states, memory, memory_mask, positions)
     trainer = keras.Model({SOURCE: source_ids, TARGET: target_ids}, log_probs, name="seq2seq_trainer")
 
     encoder_out = {name: state for name, state in zip(spec.state_names, states)}
@@ -177,7 +193,10 @@ def build_seq2seq(spec: Seq2SeqSpec) -> Seq2SeqModels:
         memory_in = keras.Input((None, memory.shape[-1]), name=MEMORY)
         mask_in = keras.Input((None,), name=MEMORY_MASK)
         inputs.update({MEMORY: memory_in, MEMORY_MASK: mask_in})
-    step_log_probs, new_states, weights = _decode(spec, layers, token_ids, state_in, memory_in, mask_in)
+    positions_in = None
+    if spec.pointer_id:
+        positions_in = inputs[WORD_POSITION] = keras.Input((None,), dtype="int32", name=WORD_POSITION)
+    step_log_probs, new_states, weights = _decode(spec, layers, token_ids, state_in, memory_in, mask_in, positions_in)
     outputs = {LOG_PROBS: step_log_probs, **{f"new_{n}": s for n, s in zip(spec.state_names, new_states)}}
     if weights is not None:
         outputs[ATTENTION] = weights

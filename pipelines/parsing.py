@@ -39,6 +39,8 @@ class ParsingConfig(Seq2SeqConfig):
     rare_words: int = dataclasses.field(
         default=1, metadata={"help": "training words seen this often or less are read by their shape class"})
     synthetic_size: int = dataclasses.field(default=2000, metadata={"help": "built-in training sentences"})
+    word_pointer: bool = dataclasses.field(
+        default=True, metadata={"help": "feed the decoder the encoding of the next word to place (after each XX)"})
     decode_batch: int = dataclasses.field(default=64, metadata={"help": "sentences per decoding batch"})
     weights: str | None = dataclasses.field(
         default=None, metadata={"help": "trained weights (a run's model.weights.h5 or checkpoints/train.weights.h5, "
@@ -112,6 +114,12 @@ class Parsing(Seq2SeqTask):
     def extra_meta(self, ctx: Context) -> dict:
         return {"parsing": {"linearization": "depth-first, (L ... )L, words as XX", "max_output": "3 * words + 16",
                             "unknown_words": "shape classes (serving.parsing)"}}
+
+    def pointer_id(self, ctx: Context) -> int:
+        """``XX``'s id with ``--word-pointer``: each decoder input then also carries the next word's encoding."""
+        from serving.trees import WORD
+
+        return ctx.prep.target_vocab.index(WORD) if ctx.config.word_pointer else 0
 
     def predictor_class(self):
         from serving.parsing import ParsingPredictor

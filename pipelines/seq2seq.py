@@ -186,12 +186,13 @@ def make_dataset(source_ids: Sequence[Sequence[int]], target_ids: Sequence[Seque
 # Model
 
 
-def model_spec(config: Seq2SeqConfig, source_vocab: int, target_vocab: int):
+def model_spec(config: Seq2SeqConfig, source_vocab: int, target_vocab: int, pointer_id: int = 0):
     from models.seq2seq import Seq2SeqSpec
 
     return Seq2SeqSpec(source_vocab, target_vocab, cell=config.cell, embed_dim=config.embed_dim,
                        hidden=config.hidden, layers=config.layers, bidirectional=config.bidirectional,
-                       attention=config.attention, attention_units=config.attention_units, dropout=config.dropout)
+                       attention=config.attention, attention_units=config.attention_units, dropout=config.dropout,
+                       pointer_id=pointer_id)
 
 
 def teacher_forced_accuracy(models, dataset) -> float:
@@ -218,8 +219,12 @@ def keras_step(models):
         feeds = {"token_ids": np.asarray(tokens, np.int32)[:, None], **{n: states[n] for n in spec.state_names}}
         if spec.attention != "none":
             feeds.update(memory=states["memory"], memory_mask=states["memory_mask"])
+        if spec.pointer_id:  # the word pointer: the pointer tokens fed so far, this one included
+            feeds["word_position"] = (states["word_position"] + (np.asarray(tokens) == spec.pointer_id))[:, None]
         out = {k: np.asarray(v) for k, v in models.decoder_step(feeds, training=False).items()}
         new = {n: out[f"new_{n}"] for n in spec.state_names}
+        if spec.pointer_id:
+            new["word_position"] = feeds["word_position"][:, 0]
         return out["log_probs"][:, -1], new, out["attention"][:, -1] if "attention" in out else None
 
     return step
@@ -235,6 +240,8 @@ def keras_decode(models, source_ids: np.ndarray, *, max_len: int, beam_size: int
     from serving.beam import beam_search, greedy
 
     states = keras_encode(models, source_ids)
+    if models.spec.pointer_id:
+        states["word_position"] = np.zeros(len(source_ids), np.int32)
     common = dict(start_id=START_ID, end_id=END_ID, max_len=max_len, length_penalty=length_penalty)
     if beam_size == 1:
         return greedy(keras_step(models), states, len(source_ids), **common)
@@ -370,7 +377,12 @@ class Seq2SeqTask(Task):
         """The trainer, encoder and decoder step over one set of layers (``models.seq2seq.Seq2SeqModels``)."""
         from models.seq2seq import build_seq2seq
 
-        return build_seq2seq(model_spec(ctx.config, len(ctx.prep.source_vocab), len(ctx.prep.target_vocab)))
+        return build_seq2seq(model_spec(ctx.config, len(ctx.prep.source_vocab), len(ctx.prep.target_vocab),
+                                        self.pointer_id(ctx)))
+
+    def pointer_id(self, ctx: Context) -> int:
+        """The target id whose count moves the decoder's word pointer (``models.seq2seq``); 0: no pointer."""
+        return 0
 
     def compile(self, ctx: Context, models):
         """Adam + clipnorm (+ label smoothing); returns the trainer (what ``runner.train`` trains)."""
@@ -407,7 +419,10 @@ class Seq2SeqTask(Task):
         """The task's serving predictor over the Keras graphs (no export needed)."""
         from serving.seq2seq import Seq2SeqModel
 
-        meta = {**self.export_spec(ctx), "states": models.spec.state_names, "attention": models.spec.attention}
+        from serving.seq2seq import pointer_metadata
+
+        meta = {**self.export_spec(ctx), "states": models.spec.state_names, "attention": models.spec.attention,
+                **pointer_metadata(models.spec.pointer_id, ctx.prep.target_vocab)}
         graphs = Seq2SeqModel(KerasGraph(models.encoder, ctx.run_dir / "encoder (keras)"),
                               KerasGraph(models.decoder_step, ctx.run_dir / "decoder_step (keras)"))
         return self.predictor_class()(graphs, meta)

@@ -93,6 +93,17 @@ class Seq2SeqResult(Result):
         return f"{self.text}\n  → {self.output}  (beam {self.beam_size}, score {self.score:.3f}){note}"
 
 
+WORD_POSITION = "word_position"
+
+
+def pointer_metadata(pointer_id: int, target_vocab: Sequence[str]) -> dict:
+    """The metadata key of a decoder with a word pointer (``{}`` without one): the target token that places one
+    source word, and the decoder-step input that takes how many of them were fed so far."""
+    if not pointer_id:
+        return {}
+    return {"word_pointer": {"token": target_vocab[pointer_id], "id": int(pointer_id), "input": WORD_POSITION}}
+
+
 @register("seq2seq")
 class Seq2SeqPredictor(Predictor):
     """Decodes texts with an exported seq2seq model. Build one with :func:`serving.load`.
@@ -121,6 +132,7 @@ class Seq2SeqPredictor(Predictor):
             decoding = metadata.get("decoding", {})
             self.beam_size = int(decoding.get("beam_size", 1))
             self.length_penalty = float(decoding.get("length_penalty", 1.0))
+            self.pointer_id = int(metadata.get("word_pointer", {}).get("id", 0))
         except KeyError as err:
             raise ModelError(f"{model.path}: seq2seq metadata lacks {err}") from None
         self._check_graphs()
@@ -129,6 +141,7 @@ class Seq2SeqPredictor(Predictor):
         enc, dec = self.model.encoder, self.model.decoder
         needed_enc = set(self.state_names) | ({"memory", "memory_mask"} if self.attention else set())
         needed_dec = {"token_ids", *self.state_names} | ({"memory", "memory_mask"} if self.attention else set())
+        needed_dec |= {WORD_POSITION} if self.pointer_id else set()
         if "source_ids" not in enc.inputs or not needed_enc <= set(enc.outputs):
             raise ModelError(f"{enc.path}: encoder graph lacks source_ids or outputs {sorted(needed_enc)}")
         if set(dec.inputs) != needed_dec or "log_probs" not in dec.outputs:
@@ -141,17 +154,26 @@ class Seq2SeqPredictor(Predictor):
     # --- the machine --------------------------------------------------------------------------------------------
 
     def encode_ids(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Runs the encoder on padded source ids [batch, time]: states (and memory, memory_mask)."""
-        return self.model.encoder.run({"source_ids": np.asarray(ids, np.int32)})
+        """Runs the encoder on padded source ids [batch, time]: states (and memory, memory_mask; and the word
+        pointer's start, ``word_position`` 0)."""
+        out = self.model.encoder.run({"source_ids": np.asarray(ids, np.int32)})
+        if self.pointer_id:  # the word pointer starts at the first word
+            out[WORD_POSITION] = np.zeros(len(ids), np.int32)
+        return out
 
     def step(self, tokens: np.ndarray, states: dict[str, np.ndarray]):
-        """One decoder step for n rows at once: (log_probs [n, V], new states, attention [n, s] or None)."""
+        """One decoder step for n rows at once: (log_probs [n, V], new states, attention [n, s] or None). With a
+        word pointer, ``states`` also carries ``word_position`` (the pointer tokens fed before ``tokens``)."""
         feeds = {"token_ids": np.asarray(tokens, np.int32)[:, None],
                  **{name: states[name] for name in self.state_names}}
         if self.attention:
             feeds.update(memory=states["memory"], memory_mask=states["memory_mask"])
+        if self.pointer_id:
+            feeds[WORD_POSITION] = (states[WORD_POSITION] + (np.asarray(tokens) == self.pointer_id))[:, None]
         out = self.model.decoder.run(feeds)
         new_states = {name: out[f"new_{name}"] for name in self.state_names}
+        if self.pointer_id:
+            new_states[WORD_POSITION] = feeds[WORD_POSITION][:, 0]
         return out["log_probs"][:, -1], new_states, out["attention"][:, -1] if self.attention else None
 
     def decode_states(self, states: dict[str, np.ndarray], beam_size: int | None = None,
@@ -162,6 +184,8 @@ class Seq2SeqPredictor(Predictor):
         if beam_size < 1 or max_len < 1:
             raise InputError(f"beam_size and max_len must be at least 1, got {beam_size} and {max_len}")
         batch = len(next(iter(states.values())))
+        if self.pointer_id and WORD_POSITION not in states:
+            states = {**states, WORD_POSITION: np.zeros(batch, np.int32)}
         common = dict(start_id=self.start_id, end_id=self.end_id, max_len=max_len, length_penalty=self.length_penalty)
         if beam_size == 1:
             return greedy(self.step, dict(states), batch, **common)

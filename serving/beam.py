@@ -6,6 +6,12 @@ is ONE call for the whole batch / beam. Decoding starts from ``<s>`` and a hypot
 (the lecture's "===": without it the decoder would never stop); ``max_len`` output tokens is the guard for a
 decoder that never emits it. Read-only per-sentence inputs (the attention memory) live in the states dict too and
 are reordered with the hypotheses like the recurrent states.
+
+Both take an optional ``constraint`` (None: unconstrained, as before): an object with ``start(rows)`` → state
+(a dict of arrays, one row per hypothesis; ``rows[i]`` is the sentence of row i), ``allowed(state)`` → boolean
+mask [rows, V] of the tokens each hypothesis may write next, and ``update(state, tokens)`` → the next state.
+Disallowed tokens get log-probability -inf before the choice, and the constraint state is reordered with the
+hypotheses. ``serving/constraints.py`` holds the one for parse trees.
 """
 
 from __future__ import annotations
@@ -42,6 +48,18 @@ def _take(states: dict, rows: np.ndarray) -> dict:
     return {name: value[rows] for name, value in states.items()}
 
 
+def _masked(log_probs: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """``log_probs`` with -inf where ``allowed`` is False.
+
+    Raises:
+      RuntimeError: a row allows no token (a constraint that cannot be met).
+    """
+    if not allowed.any(axis=1).all():
+        raise RuntimeError(f"the decoding constraint allows no token for row(s) "
+                           f"{np.flatnonzero(~allowed.any(axis=1)).tolist()}")
+    return np.where(allowed, log_probs, -np.inf)
+
+
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices of the ``n`` largest entries of each row, best first, ties to the lower index: exactly
     ``np.argsort(-scores, kind="stable")[:, :n]``, without sorting whole rows."""
@@ -56,7 +74,7 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def greedy(step, states: dict, batch: int, *, start_id: int, end_id: int, max_len: int,
-           length_penalty: float = 0.0) -> list[Hypothesis]:
+           length_penalty: float = 0.0, constraint=None) -> list[Hypothesis]:
     """Picks the most probable token at each step, for ``batch`` sentences at once.
 
     Args:
@@ -65,6 +83,7 @@ def greedy(step, states: dict, batch: int, *, start_id: int, end_id: int, max_le
       start_id, end_id: the ``<s>`` and ``</s>`` ids.
       max_len: most output tokens (``</s>`` included); a sentence still going then is returned unfinished.
       length_penalty: only for the ``normalized`` score reported.
+      constraint: the tokens allowed at each step (see the module docstring); None: all.
 
     Returns:
       One :class:`Hypothesis` per sentence.
@@ -75,12 +94,19 @@ def greedy(step, states: dict, batch: int, *, start_id: int, end_id: int, max_le
     weights = [[] for _ in range(batch)]
     scores = np.zeros(batch, np.float64)
     done = np.zeros(batch, bool)
+    rules = constraint.start(np.arange(batch)) if constraint is not None else None
     for _ in range(max_len):
         live = np.flatnonzero(~done)
         if not len(live):
             break
         log_probs, new_states, attention = step(tokens[live], _take(states, live))
+        if constraint is not None:
+            live_rules = _take(rules, live)
+            log_probs = _masked(log_probs, constraint.allowed(live_rules))
         best = log_probs.argmax(-1)
+        if constraint is not None:
+            for name, value in constraint.update(live_rules, best).items():
+                rules[name][live] = value
         for k, row in enumerate(live):
             scores[row] += float(log_probs[k, best[k]])
             if attention is not None:
@@ -98,7 +124,7 @@ def greedy(step, states: dict, batch: int, *, start_id: int, end_id: int, max_le
 
 
 def beam_search(step, states: dict, batch: int, *, beam_size: int, start_id: int, end_id: int, max_len: int,
-                length_penalty: float = 1.0) -> list[Hypothesis]:
+                length_penalty: float = 1.0, constraint=None) -> list[Hypothesis]:
     """Keeps the ``beam_size`` best partial outputs per sentence; one ``step`` call per output position for all
     sentences and beams together.
 
@@ -115,6 +141,7 @@ def beam_search(step, states: dict, batch: int, *, beam_size: int, start_id: int
       start_id, end_id: ``<s>`` and ``</s>`` ids.
       max_len: most output tokens (``</s>`` included).
       length_penalty: 0 ranks by the raw sum of log-probabilities (favours short outputs); 1 by the mean.
+      constraint: the tokens allowed at each step (see the module docstring); None: all.
 
     Returns:
       The best :class:`Hypothesis` per sentence.
@@ -134,8 +161,11 @@ def beam_search(step, states: dict, batch: int, *, beam_size: int, start_id: int
     attn_hist = [[[] for _ in range(k)] for _ in range(batch)]
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     done = np.zeros(batch, bool)
+    rules = constraint.start(rows) if constraint is not None else None
     for length in range(1, max_len + 1):
         log_probs, new_states, attention = step(tokens, states)
+        if constraint is not None:
+            log_probs = _masked(log_probs, constraint.allowed(rules))
         vocab = log_probs.shape[-1]
         total = scores[:, :, None] + log_probs.reshape(batch, k, vocab)  # [batch, k, V]
         flat = total.reshape(batch, k * vocab)
@@ -182,6 +212,8 @@ def beam_search(step, states: dict, batch: int, *, beam_size: int, start_id: int
                 if bound <= best_done:
                     done[b] = True
         states = _take(new_states, next_rows) | {n: v[next_rows] for n, v in states.items() if n not in new_states}
+        if constraint is not None:
+            rules = constraint.update(_take(rules, next_rows), next_tokens)
         tokens, scores, history, attn_hist = next_tokens, next_scores, next_history, next_attn
         if done.all():
             break

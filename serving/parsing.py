@@ -1,8 +1,15 @@
 """Syntactic parsing as translation over onnxruntime ("Grammar as a foreign language", Vinyals et al. 2015).
 
 A sentence (pre-tokenized: words separated by spaces, Penn Treebank style) goes into the seq2seq encoder; the
-decoder emits the linearised tree (``(S (NP XX XX )NP (VP XX )VP )S``), which is repaired when ill-formed and
-turned back into a bracketed tree with the input words (see ``serving/trees.py``).
+decoder emits the linearised tree (``(S (NP XX XX )NP (VP XX )VP )S``), which is turned back into a bracketed
+tree with the input words (see ``serving/trees.py``).
+
+Decoding is constrained by default (``serving/constraints.py``): at each step only the tokens that keep the
+output a well-formed tree with one ``XX`` per word, within ``3 × words + 16`` tokens, are allowed, so every output
+is well-formed as decoded. The metadata key ``parsing.constrained`` (written true by the pipeline) sets the
+default; run dirs exported before it existed lack it and are constrained too, since it is a decoding choice, not a
+property of the model. ``ParsingPredictor(..., constrained=False)``, ``predictor.constrained = False`` or
+``decode_tokens(..., constrained=False)`` decode unconstrained; an ill-formed output is then repaired.
 
     predictor = serving.load("runs/parsing")
     predictor.predict("the dog saw a cat .").tree    # '(S (NP (XX the) (XX dog)) (VP (XX saw) ...) (XX .))'
@@ -15,7 +22,9 @@ from collections.abc import Container, Sequence
 
 from serving import trees
 from serving.base import Result, register
-from serving.beam import Hypothesis
+from serving.beam import Hypothesis, beam_search, greedy
+from serving.constraints import TreeRules
+from serving.errors import InputError, ModelError
 from serving.seq2seq import Seq2SeqPredictor
 
 UNKNOWN_SUFFIXES = ("ing", "ed", "ly", "ion", "er", "est", "al", "ive", "able", "s")
@@ -88,18 +97,56 @@ class ParsingPredictor(Seq2SeqPredictor):
 
     Input: one sentence per text, tokenized (words separated by white space, punctuation as words of its own).
     Empty text and sentences over the model's ``max_source_len`` words raise :class:`serving.InputError`.
+
+    Args:
+      constrained: decode under the tree constraints (``serving/constraints.py``); None: the metadata's
+        ``parsing.constrained``, true when absent. The attribute ``constrained`` can be changed later.
     """
 
     task = "parsing"
     input_kind = "text"
 
+    def __init__(self, model, metadata: dict, constrained: bool | None = None):
+        super().__init__(model, metadata)
+        default = metadata.get("parsing", {}).get("constrained", True)
+        self.constrained = bool(default if constrained is None else constrained)
+        try:
+            self.tree_rules = TreeRules(self.target_vocab.entries, self.end_id)
+        except ValueError as err:
+            raise ModelError(f"{model.path}: {err}") from None
+
     def source_ids(self, token_lists):
         return super().source_ids([source_tokens(words, self.source_vocab) for words in token_lists])
 
-    def decode_tokens(self, token_lists, beam_size=None, max_len=None):
+    def decode_tokens(self, token_lists, beam_size=None, max_len=None, constrained: bool | None = None):
+        """Decodes word lists; ``constrained`` (None: the predictor's ``constrained``) applies the tree
+        constraints, each sentence within ``min(max_len, 3 × words + 16)`` tokens."""
         if max_len is None:  # the guard grows with the longest sentence of the batch
             max_len = min(self.max_target_len, max_output_len(max(len(t) for t in token_lists)))
-        return super().decode_tokens(token_lists, beam_size, max_len)
+        if not (self.constrained if constrained is None else constrained):
+            return super().decode_tokens(token_lists, beam_size, max_len)
+        lengths = [len(t) for t in token_lists]
+        try:
+            constraint = self.tree_rules.for_batch(lengths, [min(max_len, max_output_len(n)) for n in lengths])
+        except ValueError as err:
+            raise InputError(f"max_len {max_len}: {err}") from None
+        return self.decode_states(self.encode_ids(self.source_ids(token_lists)), beam_size, max_len, constraint)
+
+    def decode_states(self, states, beam_size=None, max_len=None, constraint=None):
+        """As :meth:`Seq2SeqPredictor.decode_states`; under ``constraint`` (``serving.beam``'s protocol, e.g. a
+        bound :class:`serving.constraints.TreeConstraint`) when one is given."""
+        if constraint is None:
+            return super().decode_states(states, beam_size, max_len)
+        beam_size = self.beam_size if beam_size is None else int(beam_size)
+        max_len = self.max_target_len if max_len is None else int(max_len)
+        if beam_size < 1 or max_len < 1:
+            raise InputError(f"beam_size and max_len must be at least 1, got {beam_size} and {max_len}")
+        batch = len(next(iter(states.values())))
+        common = dict(start_id=self.start_id, end_id=self.end_id, max_len=max_len,
+                      length_penalty=self.length_penalty, constraint=constraint)
+        if beam_size == 1:
+            return greedy(self.step, dict(states), batch, **common)
+        return beam_search(self.step, dict(states), batch, beam_size=beam_size, **common)
 
     def make_result(self, text: str, source_tokens: list[str], hyp: Hypothesis, beam_size: int) -> ParsingResult:
         words = list(source_tokens)

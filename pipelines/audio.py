@@ -1,5 +1,6 @@
 """The audio front end for training: tensorflow-io decoding and resampling, log-mel features with tf.signal,
-per-utterance mean and variance normalisation, SpecAugment masking, and tf.data batching by length.
+per-utterance mean and variance normalisation, SpecAugment masking, speaker augmentation for training (speed
+perturbation of waveforms, vocal-tract-length perturbation of the mel filterbank), and tf.data batching by length.
 
 Every setting lives in :class:`FeatureSpec` (shared with serving, which computes the same features in numpy:
 ``serving.audio.features``; a test proves the two agree within 1e-4 on real recordings), so an exported model's
@@ -21,8 +22,8 @@ import pipelines  # noqa: F401  (quiet TensorFlow)
 from pipelines.readers import DataError
 from serving.audio import FeatureSpec
 
-__all__ = ["FeatureSpec", "load_audio", "decode_audio", "resample", "log_mel", "normalize", "features",
-           "spec_augment", "random_seeds", "array_dataset", "feature_dataset", "bucketed_feature_batches"]
+__all__ = ["FeatureSpec", "load_audio", "decode_audio", "resample", "magnitude", "log_mel", "normalize", "features",
+           "speed_perturb", "vtlp_warp", "warped_mel_matrix", "vtlp_features", "random_vtlp_features", "spec_augment", "random_seeds", "array_dataset", "feature_dataset", "bucketed_feature_batches"]
 
 _SCALES = {tf.int16: 32768.0, tf.int32: 2.0 ** 31, tf.float32: 1.0, tf.float64: 1.0}
 
@@ -79,22 +80,24 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     return resample(wave, rate, sample_rate).numpy()
 
 
-def log_mel(wave, spec: FeatureSpec) -> tf.Tensor:
-    """Log-mel features [frames, n_mels] (not normalised) of mono float32 samples [n] at ``spec.sample_rate``.
-
-    ``tf.signal.stft`` (periodic Hann window, end zero-padded: ceil(n / frame_step) frames), magnitude,
-    ``tf.signal.linear_to_mel_weight_matrix``, ``log(mel + log_offset)``.
-    """
+def magnitude(wave, spec: FeatureSpec) -> tf.Tensor:
+    """STFT magnitudes [frames, spectrogram_bins] of mono float32 samples [n] at ``spec.sample_rate``:
+    ``tf.signal.stft`` (periodic Hann window, end zero-padded: ceil(n / frame_step) frames)."""
     wave = tf.convert_to_tensor(wave, tf.float32)
     stft = tf.signal.stft(wave, frame_length=spec.frame_length, frame_step=spec.frame_step,
                           fft_length=spec.n_fft, pad_end=True)
     # pad_end pads to a whole number of steps; frames starting at or past the end are dropped (ceil(n / step)).
-    stft = stft[: (tf.shape(wave)[0] + spec.frame_step - 1) // spec.frame_step]
+    return tf.abs(stft[: (tf.shape(wave)[0] + spec.frame_step - 1) // spec.frame_step])
+
+
+def log_mel(wave, spec: FeatureSpec) -> tf.Tensor:
+    """Log-mel features [frames, n_mels] (not normalised) of mono float32 samples [n] at ``spec.sample_rate``:
+    :func:`magnitude`, ``tf.signal.linear_to_mel_weight_matrix``, ``log(mel + log_offset)``.
+    """
     weights = tf.signal.linear_to_mel_weight_matrix(
         num_mel_bins=spec.n_mels, num_spectrogram_bins=spec.spectrogram_bins, sample_rate=spec.sample_rate,
         lower_edge_hertz=spec.fmin, upper_edge_hertz=spec.upper_hz)
-    mel = tf.matmul(tf.abs(stft), weights)
-    return tf.math.log(mel + spec.log_offset)
+    return tf.math.log(tf.matmul(magnitude(wave, spec), weights) + spec.log_offset)
 
 
 def normalize(feats, spec: FeatureSpec) -> tf.Tensor:
@@ -112,6 +115,70 @@ def normalize(feats, spec: FeatureSpec) -> tf.Tensor:
 def features(wave, spec: FeatureSpec) -> tf.Tensor:
     """The model's input features [frames, n_mels]: :func:`log_mel` then :func:`normalize`."""
     return normalize(log_mel(wave, spec), spec)
+
+
+# ------------------------------------------------------------------------------------------ speaker augmentation
+
+
+def speed_perturb(wave: np.ndarray, factor: float) -> np.ndarray:
+    """Speed perturbation (Ko et al. 2015): the clip played ``factor`` times faster, tempo and pitch together:
+    band-limited (FFT) resampling to ``round(n / factor)`` samples kept at the same rate, so every frequency is
+    multiplied by ``factor``. ``factor`` 1 returns a copy. Numpy, for building training utterances."""
+    from serving.audio import resample
+
+    if factor <= 0:
+        raise ValueError(f"speed factor must be positive, got {factor}")
+    wave = np.asarray(wave, np.float32)
+    n_out = max(1, int(round(len(wave) / factor)))
+    return wave.copy() if n_out == len(wave) else resample(wave, len(wave), n_out)
+
+
+VTLP_BOUNDARY = 0.6  # the warp's knee as a fraction of Nyquist (Jaitly & Hinton: 4800 Hz at 16 kHz)
+
+
+def vtlp_warp(hz, alpha, nyquist: float, boundary: float | None = None) -> tf.Tensor:
+    """Jaitly & Hinton's (2013) vocal-tract-length warp of frequencies ``hz``: ``hz * alpha`` up to a knee at
+    ``boundary * min(alpha, 1) / alpha`` (``boundary`` default ``VTLP_BOUNDARY * nyquist``), then the straight line
+    that maps Nyquist onto itself, so the warped axis still spans [0, Nyquist]."""
+    hz = tf.convert_to_tensor(hz, tf.float32)
+    alpha = tf.cast(alpha, tf.float32)
+    boundary = VTLP_BOUNDARY * nyquist if boundary is None else boundary
+    low = boundary * tf.minimum(alpha, 1.0)  # where the knee lands after warping
+    knee = low / alpha
+    above = nyquist - (nyquist - low) / (nyquist - knee) * (nyquist - hz)
+    return tf.where(hz <= knee, hz * alpha, above)
+
+
+def _hertz_to_mel(hz) -> tf.Tensor:
+    return 1127.0 * tf.math.log1p(hz / 700.0)
+
+
+def warped_mel_matrix(spec: FeatureSpec, alpha) -> tf.Tensor:
+    """[spectrogram_bins, n_mels] mel filters read on the VTLP-warped frequency axis: bin ``f`` weighs into the
+    bands around ``vtlp_warp(f, alpha)``, so ``alpha`` > 1 moves spectral peaks to higher bands (a shorter vocal
+    tract), < 1 to lower. ``alpha`` 1 gives ``tf.signal.linear_to_mel_weight_matrix``'s matrix (same formula)."""
+    nyquist = spec.sample_rate / 2.0
+    linear = tf.linspace(0.0, nyquist, spec.spectrogram_bins)[1:]  # the DC bin gets no weight
+    bins_mel = _hertz_to_mel(vtlp_warp(linear, alpha, nyquist))[:, None]
+    edges = tf.linspace(_hertz_to_mel(tf.constant(spec.fmin, tf.float32)),
+                        _hertz_to_mel(tf.constant(spec.upper_hz, tf.float32)), spec.n_mels + 2)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    slopes = tf.minimum((bins_mel - lower) / (center - lower), (upper - bins_mel) / (upper - center))
+    return tf.pad(tf.maximum(0.0, slopes), [[1, 0], [0, 0]])
+
+
+def vtlp_features(wave, spec: FeatureSpec, alpha) -> tf.Tensor:
+    """The model's features (:func:`features`) with the mel filterbank warped by ``alpha``
+    (:func:`warped_mel_matrix`): vocal-tract-length perturbation, for training only."""
+    mel = tf.matmul(magnitude(wave, spec), warped_mel_matrix(spec, alpha))
+    return normalize(tf.math.log(mel + spec.log_offset), spec)
+
+
+def random_vtlp_features(wave, spec: FeatureSpec, max_change: float, seed) -> tf.Tensor:
+    """:func:`vtlp_features` with ``alpha`` uniform in [1 - max_change, 1 + max_change], drawn statelessly from
+    ``seed`` (a [2] integer tensor, e.g. from :func:`random_seeds`)."""
+    alpha = tf.random.stateless_uniform((), tf.cast(seed, tf.int64), 1.0 - max_change, 1.0 + max_change)
+    return vtlp_features(wave, spec, alpha)
 
 
 def spec_augment(feats, freq_param: int = 8, time_param: int = 20, masks: int = 2, seed=None) -> tf.Tensor:

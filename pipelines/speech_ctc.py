@@ -7,7 +7,13 @@ scored with jiwer (symbol error rate, utterance accuracy, and how often repeated
 
 Data: built-in synthetic speech by default; with ``--data-dir ../shared/data/fsdd/recordings``, utterances made by
 concatenating 1–7 FSDD recordings of one speaker with random short gaps and noise, the recordings of each split
-(test: file index 0–4, dev 5–9, train 10–49) used only for that split's utterances.
+(test: file index 0–4, dev 5–9, train 10–49) used only for that split's utterances. ``--test-speakers NAME[,NAME]``
+holds speakers out (leave-speakers-out): every recording of theirs is test, train and dev use the others only.
+Besides the digit strings, every test recording is also decoded alone (``single_digit_accuracy``).
+
+Training-only speaker augmentation (off by default): ``--speed-perturb X`` resamples each training recording by a
+factor in [1 - X, 1 + X]; ``--vtlp X`` warps the mel filterbank of each training utterance by a factor in
+[1 - X, 1 + X], drawn anew every epoch. Dev, test and served features are never augmented.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ import time
 import numpy as np
 
 import pipelines  # noqa: F401  (quiet TensorFlow, Keras backend)
+from pipelines import fsdd
 from pipelines.common import CommonOptions, _help, check_positive, check_rate
 from pipelines.readers import DataError
 from pipelines.task import Context, Task
 
 TASK = "speech_ctc"
 DIGITS = tuple("0123456789")
+SINGLE = "single_digits"  # the test split's recordings, each decoded alone (a split of its own in ctx.splits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +67,11 @@ class SpeechCTCConfig(CommonOptions):
     max_minutes: float = _help("time budget of the CTC model's training in minutes, checked after each epoch; "
                                "0: none", 0.0)
     baseline_minutes: float = _help("the same for the baseline", 0.0)
+    test_speakers: str | None = _help(fsdd.TEST_SPEAKERS_HELP + "; built-in speech: voice0 ... voice4", None)
+    speed_perturb: float = _help("speed perturbation of the training recordings: each resampled by a factor "
+                                 "uniform in [1 - X, 1 + X] (tempo and pitch together); 0: off", 0.0)
+    vtlp: float = _help("vocal-tract-length perturbation of the training utterances: the mel filterbank warped by "
+                        "a factor uniform in [1 - X, 1 + X], per utterance and epoch; 0: off", 0.0)
     sample_rate: int = 8000
     n_mels: int = 40
 
@@ -76,6 +89,26 @@ class SpeechCTCConfig(CommonOptions):
             raise DataError("need 0 <= --gap-min <= --gap-max, --noise >= 0 and --repeat-prob in [0, 1]")
         if self.learning_rate <= 0 or self.baseline_minutes < 0:
             raise DataError("--learning-rate must be positive and --baseline-minutes not negative")
+        if not (0 <= self.speed_perturb < 0.5 and 0 <= self.vtlp < 0.5):
+            raise DataError(f"--speed-perturb and --vtlp must be in [0, 0.5), got {self.speed_perturb} and "
+                            f"{self.vtlp}")
+        self.held_out()
+
+    def held_out(self) -> list[str] | None:
+        """The ``--test-speakers`` names, checked against the FSDD folder or the built-in voices; None: the
+        speaker-dependent split.
+
+        Raises:
+          DataError: a malformed or unknown name, or every speaker held out (the message lists the speakers).
+        """
+        from pipelines import synthetic_speech
+
+        names = fsdd.parse_speakers(self.test_speakers)
+        if names is None:
+            return None
+        if self.data_dir is not None:
+            return fsdd.check_speakers(self.data_dir, names)
+        return fsdd.require_speakers(names, synthetic_speech.voice_names(), "the built-in speech")
 
     def resolved(self) -> "SpeechCTCConfig":
         """The config actually run: ``--quick`` shrinks the model, the data and the epochs."""
@@ -97,12 +130,13 @@ class SpeechCTCConfig(CommonOptions):
 
 @dataclasses.dataclass(frozen=True)
 class Utterance:
-    """One training or test clip: float32 samples at the model's rate, the digits said, and each digit's
-    (start, end) sample span (known from the concatenation)."""
+    """One training or test clip: float32 samples at the model's rate, the digits said, each digit's (start, end)
+    sample span (known from the concatenation), and who said it."""
 
     wave: np.ndarray
     digits: tuple[int, ...]
     spans: tuple[tuple[int, int], ...]
+    speaker: str = ""  # FSDD's speaker name; "" for synthetic speech
 
     @property
     def text(self) -> str:
@@ -133,10 +167,9 @@ def concatenate(pieces: list[np.ndarray], rng, config: SpeechCTCConfig) -> tuple
 
 
 def fsdd_utterances(data_dir: str, config: SpeechCTCConfig) -> dict[str, list[Utterance]]:
-    """Digit-string clips from the FSDD recordings of each split, each spoken by one speaker."""
-    from pipelines import fsdd
-
-    splits = fsdd.read_splits(data_dir)
+    """Digit-string clips from the FSDD recordings of each split, each spoken by one speaker (speed-perturbed per
+    recording in ``train`` only, with ``--speed-perturb``), and ``single_digits``: every test recording alone."""
+    splits = fsdd.read_splits(data_dir, config.held_out())
     counts = {"train": config.train_utterances, "dev": config.dev_utterances, "test": config.test_utterances}
     out = {}
     for offset, (split, recordings) in enumerate(splits.items()):
@@ -148,29 +181,66 @@ def fsdd_utterances(data_dir: str, config: SpeechCTCConfig) -> dict[str, list[Ut
         if not speakers:
             raise DataError(f"{data_dir}: no speaker has all ten digits in the {split} split")
         rng = np.random.default_rng(config.seed + 101 * (offset + 1))
+        # a stream of its own, so that the digit strings, gaps and speakers do not depend on --speed-perturb
+        speed_rng = np.random.default_rng(config.seed + 7919) if split == "train" and config.speed_perturb else None
         utterances = []
         for _ in range(counts[split]):
-            speaker = by_speaker[speakers[int(rng.integers(len(speakers)))]]
+            name = speakers[int(rng.integers(len(speakers)))]
             digits = _digit_sequence(rng, config)
-            pieces = [speaker[d][int(rng.integers(len(speaker[d])))] for d in digits]
+            pieces = [by_speaker[name][d][int(rng.integers(len(by_speaker[name][d])))] for d in digits]
+            if speed_rng is not None:
+                pieces = [speed_perturbed(p, speed_rng, config.speed_perturb) for p in pieces]
             wave, spans = concatenate(pieces, rng, config)
-            utterances.append(Utterance(wave, tuple(digits), tuple(spans)))
+            utterances.append(Utterance(wave, tuple(digits), tuple(spans), name))
+        out[split] = utterances
+        if split == "test":
+            out[SINGLE] = [Utterance(w, (rec.digit,), ((0, len(w)),), rec.speaker) for rec, w in zip(recordings, waves)]
+    return out
+
+
+def speed_perturbed(wave: np.ndarray, rng, max_change: float) -> np.ndarray:
+    """``wave`` played faster or slower by a factor uniform in [1 - max_change, 1 + max_change]
+    (``pipelines.audio.speed_perturb``)."""
+    from pipelines.audio import speed_perturb
+
+    return speed_perturb(wave, float(rng.uniform(1.0 - max_change, 1.0 + max_change)))
+
+
+def synthetic_utterances(config: SpeechCTCConfig) -> dict[str, list[Utterance]]:
+    """Built-in synthetic digit strings (``pipelines.synthetic_speech``), a different seed per split, and
+    ``single_digits`` (one-digit clips made like the test ones). Each utterance has a new random voice; with
+    ``--test-speakers``, the five fixed voices instead: the named ones for test, the others for train and dev.
+    ``--speed-perturb`` resamples each whole training utterance (its spans scaled alike)."""
+    from pipelines import synthetic_speech
+
+    names = config.held_out()
+    voices = dict(zip(synthetic_speech.voice_names(), synthetic_speech.voices()))
+    counts = {"train": config.train_utterances, "dev": config.dev_utterances, "test": config.test_utterances,
+              SINGLE: config.test_utterances}
+    speed_rng = np.random.default_rng(config.seed + 7919)
+    out = {}
+    for offset, (split, count) in enumerate(counts.items()):
+        speakers = None
+        if names:
+            test_side = split in ("test", SINGLE)
+            speakers = sorted(name for name in voices if (name in names) == test_side)
+        made = synthetic_speech.digit_strings(
+            count, seed=config.seed + 1000 * offset, sample_rate=config.sample_rate,
+            length=(1, 1) if split == SINGLE else (config.min_digits, config.max_digits),
+            repeat_prob=config.repeat_prob, speakers=[voices[n] for n in speakers] if speakers else None)
+        utterances = [Utterance(w, tuple(d), tuple(s)) for w, d, s in made]
+        if split == "train" and config.speed_perturb:
+            utterances = [speed_perturbed_utterance(u, speed_rng, config.speed_perturb) for u in utterances]
         out[split] = utterances
     return out
 
 
-def synthetic_utterances(config: SpeechCTCConfig) -> dict[str, list[Utterance]]:
-    """Built-in synthetic digit strings (``pipelines.synthetic_speech``), a different seed per split."""
-    from pipelines import synthetic_speech
-
-    counts = {"train": config.train_utterances, "dev": config.dev_utterances, "test": config.test_utterances}
-    out = {}
-    for offset, (split, count) in enumerate(counts.items()):
-        made = synthetic_speech.digit_strings(count, seed=config.seed + 1000 * offset, sample_rate=config.sample_rate,
-                                              length=(config.min_digits, config.max_digits),
-                                              repeat_prob=config.repeat_prob)
-        out[split] = [Utterance(w, tuple(d), tuple(s)) for w, d, s in made]
-    return out
+def speed_perturbed_utterance(utt: Utterance, rng, max_change: float) -> Utterance:
+    """A whole utterance speed-perturbed (:func:`speed_perturbed`), its digit spans scaled to the new length."""
+    wave = speed_perturbed(utt.wave, rng, max_change)
+    ratio = len(wave) / len(utt.wave)
+    spans = tuple((int(a * ratio), min(len(wave), int(round(b * ratio)))) for a, b in utt.spans)
+    return dataclasses.replace(utt, wave=wave, spans=spans)
 
 
 def load_data(config: SpeechCTCConfig) -> dict[str, list[Utterance]]:
@@ -209,21 +279,29 @@ def _boundaries(feats: list[np.ndarray]) -> list[int]:
 
 
 def training_dataset(feats: list[np.ndarray], targets: list[np.ndarray], config: SpeechCTCConfig,
-                     target_padding: int, *, seed: int, batch_size: int | None = None, drop_remainder: bool = False):
-    """({"features", "frames"}, target) batches: reshuffled each epoch, SpecAugment with masks drawn from ``seed``
+                     target_padding: int, *, seed: int, batch_size: int | None = None, drop_remainder: bool = False,
+                     waves: list[np.ndarray] | None = None, spec=None):
+    """({"features", "frames"}, target) batches: reshuffled each epoch, augmented with random draws from ``seed``
     and the epoch (stateless, ``pipelines.audio.random_seeds``), bucketed by frame count, padded (features with 0,
-    targets with ``target_padding``), prefetched."""
+    targets with ``target_padding``), prefetched.
+
+    Augmentation: with ``config.vtlp`` the features are recomputed from ``waves`` (the clips of ``feats``, at
+    ``spec``) with a VTLP-warped mel filterbank (``pipelines.audio.random_vtlp_features``); then SpecAugment.
+    """
     import tensorflow as tf
 
     from models.speech import FRAMES, INPUT
-    from pipelines.audio import array_dataset, random_seeds, spec_augment
+    from pipelines.audio import array_dataset, random_seeds
 
-    data = tf.data.Dataset.zip((array_dataset(feats), array_dataset(targets, tf.int32)))
+    if config.vtlp and (waves is None or spec is None):
+        raise ValueError("--vtlp needs the training waves and the feature spec")
+    source = waves if config.vtlp else feats
+    data = tf.data.Dataset.zip((array_dataset(source), array_dataset(targets, tf.int32)))
     data = data.shuffle(len(feats), seed=seed, reshuffle_each_iteration=True)
-    if config.freq_mask or config.time_mask:
+    augment = augmentation(config, spec)
+    if augment is not None:
         data = tf.data.Dataset.zip((data, random_seeds(seed))).map(
-            lambda pair, s: (spec_augment(pair[0], config.freq_mask, config.time_mask, seed=s), pair[1]),
-            num_parallel_calls=tf.data.AUTOTUNE)
+            lambda pair, s: (augment(pair[0], s), pair[1]), num_parallel_calls=tf.data.AUTOTUNE)
     data = data.map(lambda f, t: ({INPUT: f, FRAMES: tf.shape(f)[0]}, t))
     boundaries = _boundaries(feats)
     batch_size = batch_size or config.batch_size
@@ -232,6 +310,27 @@ def training_dataset(feats: list[np.ndarray], targets: list[np.ndarray], config:
         bucket_boundaries=boundaries, bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padding_values=({INPUT: 0.0, FRAMES: 0}, target_padding), drop_remainder=drop_remainder)
     return data.prefetch(tf.data.AUTOTUNE)
+
+
+def augmentation(config: SpeechCTCConfig, spec):
+    """The training-time map (element, [2] seed) → features: VTLP (from the wave, ``--vtlp``) then SpecAugment
+    (``--freq-mask``, ``--time-mask``); None when both are off. Without VTLP, SpecAugment gets the seed itself (as
+    before VTLP existed, so such runs are unchanged); with it, each gets half of a split seed."""
+    import tensorflow as tf
+
+    from pipelines.audio import random_vtlp_features, spec_augment
+
+    masks = bool(config.freq_mask or config.time_mask)
+    if not (config.vtlp or masks):
+        return None
+
+    def augment(x, seed):
+        if config.vtlp:
+            seed, vtlp_seed = tf.unstack(tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2))
+            x = random_vtlp_features(x, spec, config.vtlp, vtlp_seed)
+        return spec_augment(x, config.freq_mask, config.time_mask, seed=seed) if masks else x
+
+    return augment
 
 
 def padded_batches(feats: list[np.ndarray], batch_size: int = 64, multiple: int = 1):
@@ -262,6 +361,30 @@ def predict_steps(model, feats: list[np.ndarray], subsample: int) -> list[np.nda
 
 
 # ------------------------------------------------------------------------------------------------ scoring
+
+
+def single_digit_accuracy(refs: list[str], hyps: list[str]) -> float:
+    """The share of isolated digits recognised: a clip counts iff its whole output is its one digit ("3" for
+    "3"; "3 3", "" or "8" are wrong)."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    if any(len(r.split()) != 1 for r in refs):
+        raise ValueError("single_digit_accuracy takes one-digit references")
+    return float(np.mean([r == h.strip() for r, h in zip(refs, hyps)])) if refs else float("nan")
+
+
+def speaker_split(config: SpeechCTCConfig) -> dict:
+    """Which split a run used, for its metrics and metadata: ``{"split": "speaker-dependent"}`` (FSDD by file
+    index), ``{"split": "random voices"}`` (built-in speech), or ``"leave-speakers-out"`` with ``test_speakers`` and
+    ``train_speakers`` (comma-separated names)."""
+    from pipelines import synthetic_speech
+
+    held_out = config.held_out()
+    if held_out is None:
+        return {"split": "speaker-dependent" if config.data_dir else "random voices"}
+    found = fsdd.speakers(config.data_dir) if config.data_dir else synthetic_speech.voice_names()
+    return {"split": "leave-speakers-out", "test_speakers": ",".join(held_out),
+            "train_speakers": ",".join(name for name in found if name not in held_out)}
 
 
 def ids_text(ids) -> str:
@@ -338,6 +461,7 @@ def task_metadata(config: SpeechCTCConfig, spec, model) -> dict:
         "decoder": {"default": "greedy", "beam_width": config.beam_size},  # the key serving reads
         "model": {"cell": config.cell, "layers": config.layers, "hidden": config.hidden,
                   "subsample": config.subsample, "conv_filters": config.conv_filters},
+        "training_data": {**speaker_split(config), "speed_perturb": config.speed_perturb, "vtlp": config.vtlp},
     }
 
 
@@ -381,6 +505,9 @@ class SpeechCTC(Task):
         seconds = sum(len(u.wave) for u in splits["train"]) / spec.sample_rate
         print(f"data: {', '.join(f'{k} {len(v)}' for k, v in splits.items())} utterances; train {seconds / 60:.1f} "
               f"min of audio, {sum(len(f) for f in feats['train'])} frames; features in {time.time() - started:.0f} s")
+        speakers = speaker_split(c)
+        print(f"split: {speakers['split']}" + (f", test speakers {speakers['test_speakers']}, train speakers "
+                                                f"{speakers['train_speakers']}" if "test_speakers" in speakers else ""))
         ctx.extras.update(
             feats=feats, refs={split: [u.text for u in utts] for split, utts in splits.items()},
             # CTC: y packs [output steps, label ids (digit d as d + 1), 0 padding]; frame-wise: one class per step
@@ -412,7 +539,8 @@ class SpeechCTC(Task):
         return training_dataset(ctx.extras["feats"]["train"], ctx.extras["targets"][head], ctx.config,
                                 0 if head == "ctc" else -1, seed=seed,
                                 batch_size=ctx.config.batch_size * ctx.run.replicas,
-                                drop_remainder=ctx.run.distributed)
+                                drop_remainder=ctx.run.distributed,
+                                waves=[u.wave for u in ctx.splits["train"]], spec=ctx.prep)
 
     def decode(self, ctx: Context, model, split: str, head: str = "ctc") -> list[str]:
         """``split``'s texts: CTC greedy decoding, or the frame-wise classes trimmed."""
@@ -449,6 +577,7 @@ class SpeechCTC(Task):
         beam = score(refs["test"], ctc_hypotheses(test_lp, "beam", c.beam_size))
         dev = score(refs["dev"], self.decode(ctx, model, "dev"))
         metrics = {
+            **speaker_split(c),
             "symbol_error_rate": greedy["symbol_error_rate"],
             "utterance_accuracy": greedy["utterance_accuracy"],
             "beam_symbol_error_rate": beam["symbol_error_rate"],
@@ -458,12 +587,17 @@ class SpeechCTC(Task):
             "repeat_accuracy": greedy["repeat_accuracy"],
             "repeats_merged": greedy["repeats_merged"],
             "test_utterances": len(ctx.splits["test"]),
+            "single_digit_accuracy": single_digit_accuracy(refs[SINGLE], self.decode(ctx, model, SINGLE)),
+            "single_digits": len(ctx.splits[SINGLE]),
             "parameters": model.count_params(),
         }
         if ctx.extras["baseline"] is not None:
-            framewise = score(refs["test"], self.decode(ctx, ctx.extras["baseline"], "test", "frames"))
+            baseline = ctx.extras["baseline"]
+            framewise = score(refs["test"], self.decode(ctx, baseline, "test", "frames"))
             metrics.update({f"framewise_{k}": framewise[k] for k in
                             ("symbol_error_rate", "utterance_accuracy", "repeat_accuracy", "repeats_merged")})
+            metrics["framewise_single_digit_accuracy"] = single_digit_accuracy(
+                refs[SINGLE], self.decode(ctx, baseline, SINGLE, "frames"))
         return metrics
 
     def export_spec(self, ctx: Context, model) -> dict:

@@ -43,6 +43,19 @@ class Speaker:
         return cls(f0=float(rng.uniform(90, 220)), scale=float(rng.uniform(0.9, 1.1)))
 
 
+VOICES = 5  # the fixed voices of ``words`` (and of leave-speakers-out with built-in speech)
+
+
+def voice_names(count: int = VOICES) -> list[str]:
+    """The names of the fixed voices (``voice0`` …), the speakers ``--test-speakers`` can hold out."""
+    return [f"voice{i}" for i in range(count)]
+
+
+def voices(count: int = VOICES) -> list[Speaker]:
+    """``count`` fixed voices, the same in every call (voice ``i`` is drawn from seed ``1000 + i``)."""
+    return [Speaker.random(np.random.default_rng(1000 + i)) for i in range(count)]
+
+
 def word(symbol: int, rng: np.random.Generator, sample_rate: int = 8000, speaker: Speaker | None = None,
          n_symbols: int = 10, duration: tuple[float, float] = (0.18, 0.45)) -> np.ndarray:
     """One spoken symbol: float32 samples of a random duration in ``duration`` seconds, peak about 0.3–0.9,
@@ -101,20 +114,21 @@ def words(count: int, seed: int = 0, sample_rate: int = 8000, n_symbols: int = 1
     """``count`` isolated spoken symbols, cycling through the symbols, each by one of ``speakers`` fixed voices,
     with a little silence around and noise: (samples, symbol, speaker index) triples."""
     rng = np.random.default_rng(seed)
-    voices = [Speaker.random(np.random.default_rng(1000 + i)) for i in range(speakers)]
+    fixed = voices(speakers)
     out = []
     for i in range(count):
         symbol, who = i % n_symbols, int(rng.integers(speakers))
-        wave, _ = utterance([symbol], rng, sample_rate, voices[who], n_symbols, gap=(0.02, 0.08))
+        wave, _ = utterance([symbol], rng, sample_rate, fixed[who], n_symbols, gap=(0.02, 0.08))
         out.append((wave, symbol, who))
     return out
 
 
 def digit_strings(count: int, seed: int = 0, sample_rate: int = 8000, n_symbols: int = 10,
-                  length: tuple[int, int] = (1, 7), repeat_prob: float = 0.25
+                  length: tuple[int, int] = (1, 7), repeat_prob: float = 0.25, speakers: list[Speaker] | None = None
                   ) -> list[tuple[np.ndarray, list[int], list[tuple[int, int]]]]:
     """``count`` utterances of 1–7 symbols (a symbol repeats the previous one with probability ``repeat_prob``,
-    so repeated digits are common), each by a random voice: (samples, symbols, sample spans) triples."""
+    so repeated digits are common), each by a new random voice, or by one of ``speakers`` chosen at random:
+    (samples, symbols, sample spans) triples."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(count):
@@ -122,6 +136,7 @@ def digit_strings(count: int, seed: int = 0, sample_rate: int = 8000, n_symbols:
         symbols = [int(rng.integers(n_symbols))]
         while len(symbols) < n:
             symbols.append(symbols[-1] if rng.random() < repeat_prob else int(rng.integers(n_symbols)))
-        wave, spans = utterance(symbols, rng, sample_rate, None, n_symbols)
+        speaker = speakers[int(rng.integers(len(speakers)))] if speakers else None
+        wave, spans = utterance(symbols, rng, sample_rate, speaker, n_symbols)
         out.append((wave, symbols, spans))
     return out

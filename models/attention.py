@@ -117,7 +117,15 @@ class PointerPositions(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="rnn_toolkit")
 class PointedMemory(keras.layers.Layer):
     """The memory row each position points at: ``call(memory [b, tm, d], memory_mask [b, tm], positions [b, tq])``
-    → [b, tq, d], positions past the last real row clipped to it (a one-hot product, so the row is copied exactly)."""
+    → [b, tq, d], positions past the last real row clipped to it (a one-hot product, so the row is copied exactly).
+    ``memory_mask`` says which rows are real; a Keras mask riding on the memory is read through it and dropped."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, *args, **kwargs):
+        return None
 
     def call(self, memory, memory_mask, positions):
         last = ops.cast(ops.sum(memory_mask, axis=1, keepdims=True), "int32") - 1  # [b, 1]

@@ -99,7 +99,7 @@ def read_splits(data_dir: str | Path, test_speakers: list[str] | None = None) ->
         for rec in recordings:
             splits[rec.split].append(rec)
     else:
-        splits = _speaker_splits(data_dir, recordings, check_speakers(data_dir, test_speakers, recordings))
+        splits = _speaker_splits(recordings, check_speakers(data_dir, test_speakers, recordings))
     empty = [name for name, recs in splits.items() if not recs]
     if empty:
         raise DataError(f"{data_dir}: no recordings for the {', '.join(empty)} split (file indexes 0-4 are test, "
@@ -133,7 +133,7 @@ def require_speakers(names: list[str], found: list[str], where: str) -> list[str
     return names
 
 
-def _speaker_splits(data_dir, recordings: list[Recording], test_speakers: list[str]) -> dict[str, list[Recording]]:
+def _speaker_splits(recordings: list[Recording], test_speakers: list[str]) -> dict[str, list[Recording]]:
     held_out = set(test_speakers)
     splits = {name: [] for name in SPLITS}
     for rec in recordings:
@@ -141,10 +141,15 @@ def _speaker_splits(data_dir, recordings: list[Recording], test_speakers: list[s
             splits["test"].append(rec)
         elif rec.split != "test":
             splits[rec.split].append(rec)
+    check_disjoint(splits)
+    return splits
+
+
+def check_disjoint(splits: dict[str, list[Recording]]) -> None:
+    """Asserts that no speaker of ``test`` is also in ``train`` or ``dev`` (the leave-speakers-out guarantee)."""
     seen = {name: {rec.speaker for rec in recs} for name, recs in splits.items()}
     overlap = (seen["train"] | seen["dev"]) & seen["test"]
-    assert not overlap, f"{data_dir}: speaker(s) {sorted(overlap)} in both training and test"
-    return splits
+    assert not overlap, f"speaker(s) {', '.join(sorted(overlap))} in both training and test"
 
 
 def load_waves(recordings: list[Recording], sample_rate: int) -> list[np.ndarray]:

@@ -19,6 +19,7 @@ factor in [1 - X, 1 + X]; ``--vtlp X`` warps the mel filterbank of each training
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -181,7 +182,7 @@ def fsdd_utterances(data_dir: str, config: SpeechCTCConfig) -> dict[str, list[Ut
         if not speakers:
             raise DataError(f"{data_dir}: no speaker has all ten digits in the {split} split")
         rng = np.random.default_rng(config.seed + 101 * (offset + 1))
-        # a stream of its own, so that the digit strings, gaps and speakers do not depend on --speed-perturb
+        # a stream of its own: dev and test never draw from it, and without --speed-perturb train is as before
         speed_rng = np.random.default_rng(config.seed + 7919) if split == "train" and config.speed_perturb else None
         utterances = []
         for _ in range(counts[split]):
@@ -265,12 +266,18 @@ def frame_labels(utt: Utterance, n_frames: int, spec, subsample: int) -> np.ndar
 
 def feature_arrays(utterances: list[Utterance], spec) -> list[np.ndarray]:
     """tf.signal features of every clip (computed once; ``pipelines.audio.features``)."""
+    fn = _feature_function(spec)
+    return [fn(u.wave).numpy() for u in utterances]
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_function(spec):
+    """``pipelines.audio.features`` at ``spec`` as one traced tf.function (traced once per spec, not per split)."""
     import tensorflow as tf
 
     from pipelines.audio import features
 
-    fn = tf.function(lambda w: features(w, spec), input_signature=[tf.TensorSpec([None], tf.float32)])
-    return [fn(u.wave).numpy() for u in utterances]
+    return tf.function(lambda w: features(w, spec), input_signature=[tf.TensorSpec([None], tf.float32)])
 
 
 def _boundaries(feats: list[np.ndarray]) -> list[int]:

@@ -162,7 +162,11 @@ def ctc_run(tmp_path_factory):
 def test_run_writes_metrics_and_a_parity_checked_export(ctc_run):
     out, metrics = ctc_run
     assert metrics["onnx_max_abs_diff"] <= 1e-5 and 0 <= metrics["utterance_accuracy"] <= 1
+    assert metrics["split"] == "random voices" and "test_speakers" not in metrics
+    assert metrics["single_digits"] == 8 and 0 <= metrics["single_digit_accuracy"] <= 1  # one-digit test clips
     meta = json.loads((out / "metadata.json").read_text())
+    assert meta["training_data"] == {"split": "random voices", "speed_perturb": 0.0, "vtlp": 0.0}
+    assert json.loads((out / "config.json").read_text())["test_speakers"] is None
     assert meta["task"] == "speech_ctc" and meta["blank_id"] == 0 and meta["symbols"][0] == "<blank>"
     assert meta["symbols"][1:] == list("0123456789") and meta["sample_rate"] == 8000
     assert audio.FeatureSpec.from_dict(meta["feature_spec"]).frame_step == 80

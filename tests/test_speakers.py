@@ -183,6 +183,21 @@ def test_speed_perturbation_scales_length_and_every_frequency_by_the_factor(fact
     np.testing.assert_array_equal(speed_perturb(wave, 1.0), wave)
 
 
+def test_a_speed_perturbed_utterance_keeps_its_spans_on_its_digits():
+    from pipelines.speech_ctc import Utterance, speed_perturbed_utterance
+
+    class Draw:  # a generator whose uniform draw is the factor 1.25
+        @staticmethod
+        def uniform(low, high):
+            assert (low, high) == (0.7, 1.3)
+            return 1.25
+
+    utt = Utterance(_tone([400.0]), (1, 2), ((800, 3200), (4000, 7200)))
+    fast = speed_perturbed_utterance(utt, Draw(), 0.3)
+    assert len(fast.wave) == 6400 and fast.digits == (1, 2)
+    assert fast.spans == ((640, 2560), (3200, 5760))
+
+
 def test_vtlp_with_alpha_one_is_the_plain_front_end():
     import tensorflow as tf
 

@@ -2,8 +2,11 @@
 
 "Grammar as a foreign language" (Vinyals et al. 2015): the seq2seq machine with attention reads the words of a
 sentence and writes its tree linearised depth-first, ``(S (NP XX XX )NP (VP XX (NP XX )NP )VP )S``. Decoded
-greedily and by beam search, repaired into a valid tree when ill-formed, and scored by labelled bracket F1 as
-EVALB with COLLINS.prm does (punctuation and the root ignored, ADVP = PRT), beside the rate of well-formed outputs.
+greedily and by beam search under the tree constraints (``serving/constraints.py``: every output well-formed) and
+without them (repaired into a valid tree when ill-formed), and scored by labelled bracket F1 as EVALB with
+COLLINS.prm does (punctuation and the root ignored, ADVP = PRT), beside the rate of well-formed outputs, on the
+whole test split and on its sentences of at most 25 words. The classical baseline, a PCFG induced from the same
+training trees and parsed by CKY (``pipelines/pcfg_baseline.py``), is measured in the same run.
 
 Data: sentences of a small probabilistic context-free grammar by default, or the Penn Treebank sample given with
 ``--data-dir`` (the folder holding ``treebank.zip``), split by file as ../shared/data/SPLITS.md fixes.
@@ -42,6 +45,9 @@ class ParsingConfig(Seq2SeqConfig):
     word_pointer: bool = dataclasses.field(
         default=True, metadata={"help": "feed the decoder the encoding of the next word to place (after each XX)"})
     decode_batch: int = dataclasses.field(default=64, metadata={"help": "sentences per decoding batch"})
+    pcfg_baseline: bool = dataclasses.field(
+        default=True, metadata={"help": "also induce a PCFG from the training trees and parse the test split with CKY "
+                                        "(the classical baseline: pipelines/pcfg_baseline.py)"})
     weights: str | None = dataclasses.field(
         default=None, metadata={"help": "trained weights (a run's model.weights.h5 or checkpoints/train.weights.h5, "
                                         "same data and sizes) to export and evaluate instead of training"})
@@ -87,14 +93,18 @@ def to_pairs(examples: list[ParseExample], known: set[str]) -> list[tuple[list[s
 
 
 def score(predictor, examples: list[ParseExample], results: list) -> dict:
-    """Bracket F1 and the rates of well-formed and finished outputs of parsed ``examples``."""
+    """Bracket F1 and the rates of well-formed and finished outputs of parsed ``examples``, and the F1 on those of
+    at most 25 words (``f1_le25``)."""
+    from pipelines.pcfg_baseline import SHORT
     from serving import trees
 
     predicted = [trees.read_tree(r.tree) for r in results]
     result = trees.score([ex.tree for ex in examples], predicted, [r.well_formed for r in results])
+    short = [i for i, ex in enumerate(examples) if len(ex.words) <= SHORT]
+    subset = trees.score([examples[i].tree for i in short], [predicted[i] for i in short])
     return {"f1": result.f1, "precision": result.precision, "recall": result.recall,
             "well_formed": result.well_formed, "exact_match": result.exact_match,
-            "finished": sum(r.finished for r in results) / len(results)}
+            "finished": sum(r.finished for r in results) / len(results), "f1_le25": subset.f1}
 
 
 class Parsing(Seq2SeqTask):
@@ -113,7 +123,7 @@ class Parsing(Seq2SeqTask):
 
     def extra_meta(self, ctx: Context) -> dict:
         return {"parsing": {"linearization": "depth-first, (L ... )L, words as XX", "max_output": "3 * words + 16",
-                            "unknown_words": "shape classes (serving.parsing)"}}
+                            "unknown_words": "shape classes (serving.parsing)", "constrained": True}}
 
     def pointer_id(self, ctx: Context) -> int:
         """``XX``'s id with ``--word-pointer``: each decoder input then also carries the next word's encoding."""
@@ -159,31 +169,58 @@ class Parsing(Seq2SeqTask):
                 for ex, tokens, hyp in zip(examples, token_lists, hyps)]
 
     def evaluate(self, ctx: Context, models) -> dict:
-        """Bracket F1 greedy and beam on test, greedy on dev (Keras decoding through the serving predictor);
-        the first test parses in ``examples.json``."""
+        """Bracket F1 on test, greedy and beam, constrained (the main figures: ``greedy_*``, ``beam_*``) and
+        unconstrained (``unconstrained_greedy_*``, ``unconstrained_beam_*``), each also on the sentences of at most
+        25 words (``*_f1_le25``); greedy on dev; the PCFG baseline (``pcfg_*``). Keras decoding through the
+        serving predictor; the constrained decodings are the ones onnxruntime must reproduce after the export.
+        The first test parses go to ``examples.json``."""
+        from pipelines.pcfg_baseline import SHORT
+
         c, test = ctx.config, ctx.splits["test"]
-        predictor = self.keras_predictor(ctx, models)
-        greedy_results = self.parse(ctx, predictor, test, 1)
-        greedy = score(predictor, test, greedy_results)
-        beam = score(predictor, test, self.parse(ctx, predictor, test, c.beam_size))
-        dev = score(predictor, ctx.splits["valid"], self.parse(ctx, predictor, ctx.splits["valid"], 1, record=False))
+        constrained, free = self.keras_predictor(ctx, models), self.keras_predictor(ctx, models)
+        free.constrained = False
+        metrics, parses = {}, {}
+        for name, predictor, beam in (("greedy", constrained, 1), ("beam", constrained, c.beam_size),
+                                      ("unconstrained_greedy", free, 1), ("unconstrained_beam", free, c.beam_size)):
+            parses[name] = self.parse(ctx, predictor, test, beam, record=predictor is constrained)
+            metrics.update({f"{name}_{k}": v for k, v in score(predictor, test, parses[name]).items()})
+        dev = score(constrained, ctx.splits["valid"],
+                    self.parse(ctx, constrained, ctx.splits["valid"], 1, record=False))
         examples = [{"text": r.text, "tree": r.tree, "well_formed": r.well_formed, "gold": str(ex.tree)}
-                    for r, ex in zip(greedy_results[:20], test)]
+                    for r, ex in zip(parses["greedy"][:20], test)]
         (ctx.run_dir / "examples.json").write_text(json.dumps(examples, indent=2, ensure_ascii=False) + "\n")
         return {
-            "f1": greedy["f1"], "well_formed": greedy["well_formed"],
-            **{f"greedy_{k}": v for k, v in greedy.items()},
-            **{f"beam_{k}": v for k, v in beam.items()},
+            "f1": metrics["greedy_f1"], "well_formed": metrics["greedy_well_formed"],
+            "f1_le25": metrics["greedy_f1_le25"], **metrics,
             "beam_size": c.beam_size,
             "dev_greedy_f1": dev["f1"],
             "test_sentences": len(test),
+            "test_sentences_le25": sum(len(ex.words) <= SHORT for ex in test),
             "train_sentences": len(ctx.splits["train"]),
             "parameters": models.trainer.count_params(),
+            **self.pcfg_figures(ctx),
         }
 
+    def pcfg_figures(self, ctx: Context) -> dict:
+        """The classical baseline on the same data (``--pcfg-baseline``): a PCFG induced from the training trees
+        (the same known words), CKY on the test split; F1 whole and on sentences of at most 25 words, seconds."""
+        c = ctx.config
+        if not c.pcfg_baseline:
+            return {}
+        from pipelines.pcfg_baseline import baseline
+
+        out = baseline(ctx.splits, c.rare_words, c.max_len)
+        test = out["test"]
+        print(f"PCFG + CKY baseline: test F1 {test['f1']:.3f} ({test['f1_le25']:.3f} on sentences of <= 25 words), "
+              f"{out['rules']} binary rules, {out['induce_seconds'] + test['seconds']:.0f} s")
+        return {"pcfg_f1": test["f1"], "pcfg_precision": test["precision"], "pcfg_recall": test["recall"],
+                "pcfg_f1_le25": test["f1_le25"], "pcfg_parsed": test["parsed"], "pcfg_rules": out["rules"],
+                "pcfg_seconds": round(out["induce_seconds"] + test["seconds"], 1)}
+
     def ort_figures(self, decodings: dict) -> dict:
-        (total, differ, greedy_seconds), (_, _, beam_seconds) = decodings[1], decodings[max(decodings)]
+        (total, differ, greedy_seconds), (_, beam_differ, beam_seconds) = decodings[1], decodings[max(decodings)]
         return {"ort_keras_greedy_identical": (total - differ) / total,
+                "ort_keras_beam_identical": (total - beam_differ) / total,
                 "greedy_decode_seconds": round(greedy_seconds, 1), "beam_decode_seconds": round(beam_seconds, 1)}
 
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Container, Sequence
 
+import numpy as np
+
 from serving import trees
 from serving.base import Result, register
 from serving.beam import Hypothesis, beam_search, greedy
 from serving.constraints import TreeRules
 from serving.errors import InputError, ModelError
-from serving.seq2seq import Seq2SeqPredictor
+from serving.seq2seq import WORD_POSITION, Seq2SeqPredictor
 
 UNKNOWN_SUFFIXES = ("ing", "ed", "ly", "ion", "er", "est", "al", "ive", "able", "s")
 
@@ -142,6 +144,8 @@ class ParsingPredictor(Seq2SeqPredictor):
         if beam_size < 1 or max_len < 1:
             raise InputError(f"beam_size and max_len must be at least 1, got {beam_size} and {max_len}")
         batch = len(next(iter(states.values())))
+        if self.pointer_id and WORD_POSITION not in states:  # the word pointer starts at the first word
+            states = {**states, WORD_POSITION: np.zeros(batch, np.int32)}
         common = dict(start_id=self.start_id, end_id=self.end_id, max_len=max_len,
                       length_penalty=self.length_penalty, constraint=constraint)
         if beam_size == 1:

@@ -247,12 +247,23 @@ def test_pipeline_writes_the_run_and_ort_greedy_equals_keras(parsing_run):
     assert {"encoder.onnx", "decoder_step.onnx", "metadata.json", "metrics.json", "source_vocab.txt",
             "target_vocab.txt"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert metrics["ort_keras_greedy_identical"] == 1.0  # every test sentence, token for token
-    for key in ("greedy_f1", "beam_f1", "greedy_well_formed", "beam_well_formed"):
-        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["ort_keras_greedy_identical"] == 1.0  # every test sentence, token for token (constrained)
+    assert metrics["ort_keras_beam_identical"] == 1.0
+    for decoding in ("greedy", "beam", "unconstrained_greedy", "unconstrained_beam"):
+        for key in ("f1", "f1_le25", "well_formed", "precision", "recall"):
+            assert 0.0 <= metrics[f"{decoding}_{key}"] <= 1.0
+    # constrained decoding: every output a tree as decoded, ended by </s>
+    assert metrics["greedy_well_formed"] == metrics["beam_well_formed"] == 1.0
+    assert metrics["greedy_finished"] == metrics["beam_finished"] == 1.0
+    assert metrics["f1"] == metrics["greedy_f1"] and metrics["f1_le25"] == metrics["greedy_f1_le25"]
     assert metrics["test_sentences"] == 50 and metrics["train_sentences"] == 200 and metrics["beam_size"] == 2
+    assert 0 < metrics["test_sentences_le25"] <= 50
+    # the classical baseline, measured in the same run on the same test sentences
+    assert 0.5 < metrics["pcfg_f1"] <= 1.0 and 0.5 < metrics["pcfg_f1_le25"] <= 1.0
+    assert metrics["pcfg_seconds"] >= 0 and metrics["pcfg_rules"] > 0 and metrics["pcfg_parsed"] > 0.9
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["task"] == "parsing" and meta["special_ids"]["end"] == 3
+    assert meta["parsing"]["constrained"] is True
     assert max(meta["parity"]["onnx_max_abs_diff"]["decoder_step"].values()) <= 1e-5
 
 
@@ -264,6 +275,7 @@ def test_predictor_returns_a_tree_over_the_input_words_even_when_repair_is_neede
     out, _ = parsing_run
     predictor = serving.load(out)
     assert isinstance(predictor, ParsingPredictor) and predictor.input_kind == "text"
+    predictor.constrained = False  # the 2-epoch model's raw outputs: some need repair
     texts = ["the old man saw a dog in the park .", "Zorglub quickly bought three shares ."]
     results = predictor.predict_batch(texts)
     for text, result in zip(texts, results):
@@ -310,3 +322,41 @@ def test_weights_that_do_not_fit_are_refused_and_leave_no_run_dir(parsing_run, t
         run(ParsingConfig(out=str(tmp_path / "b"), weights=str(parsing_run[0] / "model.weights.h5"), hidden=16,
                           **common))  # the run has 32 units
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_constrained_decoding_is_the_default_and_can_be_turned_off(parsing_run):
+    import serving
+    from serving.parsing import ParsingPredictor
+    from serving.seq2seq import Seq2SeqPredictor
+
+    predictor = serving.load(parsing_run[0])
+    assert predictor.constrained
+    texts = ["the old man saw a dog in the park .", "Zorglub quickly bought three shares .", "a dog .",
+             "the man said that the dog saw a cat with the telescope in the park ."]
+    words = [t.split() for t in texts]
+    for beam in (1, 2):
+        held = predictor.predict_batch(texts, beam_size=beam)
+        assert all(r.well_formed and not r.repaired and r.finished for r in held)
+        assert all(len(r.output_tokens) + 1 <= 3 * len(r.words) + 16 for r in held)
+        free = predictor.decode_tokens(words, beam_size=beam, constrained=False)
+        guard = 3 * max(len(w) for w in words) + 16
+        assert [h.ids for h in free] == [h.ids for h in Seq2SeqPredictor.decode_tokens(predictor, words, beam, guard)]
+        for h, r in zip(free, held if beam == 1 else []):  # greedy leaves alone what was already a tree
+            output = predictor.output_tokens(h)
+            if h.finished and trees_ok(output, r.words) and len(output) + 1 <= 3 * len(r.words) + 16:
+                assert output == r.output_tokens
+    meta = dict(predictor.metadata)
+    old = {**meta, "parsing": {k: v for k, v in meta["parsing"].items() if k != "constrained"}}
+    assert ParsingPredictor(predictor.model, old).constrained  # run dirs from before the key: constrained too
+    assert not ParsingPredictor(predictor.model, meta, constrained=False).constrained
+    assert not ParsingPredictor(predictor.model, {**meta, "parsing": {"constrained": False}}).constrained
+    with pytest.raises(serving.InputError, match="needs at least 6 output tokens"):
+        predictor.decode_tokens([["a", "dog", "."]], max_len=5)
+
+
+def trees_ok(tokens, words):
+    try:
+        delinearize(tokens, words)
+    except TreeError:
+        return False
+    return True

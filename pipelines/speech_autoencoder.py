@@ -57,6 +57,9 @@ class SpeechAutoencoderConfig(CommonOptions):
     time_mask: int = _help("views: SpecAugment span of up to N-1 frames set to 0; 0: none", 8)
     pairs: int = _help("contrastive positives: each clip's second view is of the clip itself or of one of its N "
                        "nearest training clips by DTW (mined without labels); 0: the clip itself", 0)
+    voice_exclude: float = _help("--pairs: mine each clip's partners outside its X (a fraction of the training "
+                                 "clips) nearest by voice (mean raw log-mel), so that more are other speakers; "
+                                 "0: anywhere", 0.0)
     test_speakers: str | None = _help("leave speakers out: NAME[,NAME] kept out of train and dev; only their test "
                                       "clips query the index of every speaker's test clips (FSDD names, or "
                                       "voice0-voice4 built in)", None)
@@ -73,6 +76,8 @@ class SpeechAutoencoderConfig(CommonOptions):
             raise DataError("--tempo must not be negative, --warp and --crop must be in [0, 0.5)")
         if self.freq_mask < 0 or self.time_mask < 0 or self.pairs < 0:
             raise DataError("--freq-mask, --time-mask and --pairs must not be negative")
+        if not 0 <= self.voice_exclude < 1:
+            raise DataError(f"--voice-exclude must be in [0, 1), got {self.voice_exclude}")
         if self.test_speakers is not None and not held_out_speakers(self):
             raise DataError("--test-speakers names no speaker")
 
@@ -282,15 +287,29 @@ def augment_view(feats, aug: Augmentation, seed, spec):
     return x
 
 
-def dtw_neighbours(feats: list[np.ndarray], k: int, distance: str = "euclidean", pool: int = 2) -> np.ndarray:
+def voice_signatures(raw: list[np.ndarray]) -> np.ndarray:
+    """[n, n_mels]: each clip's mean raw log-mel frame (before the per-utterance normalisation: the voice and the
+    channel more than the word), standardised over the clips."""
+    means = np.stack([f.mean(axis=0) for f in raw])
+    return (means - means.mean(axis=0)) / np.maximum(means.std(axis=0), 1e-6)
+
+
+def dtw_neighbours(feats: list[np.ndarray], k: int, distance: str = "euclidean", pool: int = 2,
+                   voices: np.ndarray | None = None, exclude: float = 0.0) -> np.ndarray:
     """Each clip's ``k`` nearest other clips by length-normalised DTW (``serving.dtw``), found without labels:
     [n, k] indices, nearest first. The frames are averaged in groups of ``pool`` first (4 x less work for 2), and
-    each pair is aligned once (DTW is symmetric), every clip against the longer ones in one vectorised call."""
+    each pair is aligned once (DTW is symmetric), every clip against the longer ones in one vectorised call.
+
+    With ``voices`` ([n, d], e.g. :func:`voice_signatures`) and ``exclude`` > 0, each clip's round(exclude x (n -
+    1)) nearest other clips by the cosine of their voices are not candidates: its partners come from other voices.
+    """
     from serving.dtw import dtw_many
 
     n = len(feats)
-    if not 0 < k < n:
-        raise DataError(f"--pairs must be below the {n} training clips, got {k}")
+    excluded = int(round(exclude * (n - 1))) if voices is not None else 0
+    if not 0 < k <= n - 1 - excluded:
+        raise DataError(f"--pairs must be at most the {n - 1 - excluded} candidate partners of each training clip, "
+                        f"got {k}")
     small = [f[: len(f) // pool * pool].reshape(-1, pool, f.shape[1]).mean(axis=1) if len(f) >= pool else f
              for f in feats]
     order = np.argsort([len(f) for f in small], kind="stable")  # similar lengths side by side: little padding
@@ -298,6 +317,13 @@ def dtw_neighbours(feats: list[np.ndarray], k: int, distance: str = "euclidean",
     for p, q in enumerate(order[:-1]):
         rest = order[p + 1:]
         dist[q, rest] = dist[rest, q] = dtw_many(small[q], [small[i] for i in rest], distance)
+    if excluded:
+        from pipelines.retrieval import cosine_similarities
+
+        same_voice = cosine_similarities(voices)
+        np.fill_diagonal(same_voice, np.inf)  # the clip itself first, then its nearest voices
+        near = np.argsort(-same_voice, axis=1, kind="stable")[:, : excluded + 1]
+        dist[np.arange(n)[:, None], near] = np.inf
     return np.argsort(dist, axis=1, kind="stable")[:, :k]
 
 
@@ -442,7 +468,7 @@ def training_summary(config: SpeechAutoencoderConfig) -> dict:
     summary = {"objective": config.objective, "labels": "dev model selection only"}
     if config.objective != "reconstruct":
         summary.update(temperature=config.temperature, views=dataclasses.asdict(Augmentation.of(config)),
-                       dtw_pairs=config.pairs)
+                       dtw_pairs=config.pairs, voice_exclude=config.voice_exclude)
     if config.objective == "both":
         summary["reconstruction_weight"] = config.reconstruction_weight
     if held_out_speakers(config):
@@ -536,12 +562,16 @@ class SpeechAutoencoder(Task):
                           queries=queries if held_out else None)
         if ctx.config.objective != "reconstruct" and ctx.config.pairs:
             started = time.time()
-            partners = dtw_neighbours(feats["train"], ctx.config.pairs, ctx.config.dtw_distance)
+            partners = dtw_neighbours(feats["train"], ctx.config.pairs, ctx.config.dtw_distance,
+                                      voices=voice_signatures(raw["train"]), exclude=ctx.config.voice_exclude)
             ctx.extras["partners"] = partners
-            agree = np.mean(np.array(ctx.extras["gold"]["train"])[partners] ==
-                            np.array(ctx.extras["gold"]["train"])[:, None])
-            print(f"positive pairs: each training clip's {ctx.config.pairs} nearest by DTW, mined in "
-                  f"{time.time() - started:.0f} s (label agreement {agree:.3f}: a diagnostic, not used)")
+            words = np.array(ctx.extras["gold"]["train"])
+            voices = np.array([u.speaker for u in ctx.splits["train"]])
+            print(f"positive pairs: each training clip's {ctx.config.pairs} nearest by DTW"
+                  + (f" outside its {ctx.config.voice_exclude:g} nearest by voice" if ctx.config.voice_exclude else "")
+                  + f", mined in {time.time() - started:.0f} s (a diagnostic, not used in training: the same word "
+                  f"{np.mean(words[partners] == words[:, None]):.3f}, the same speaker "
+                  f"{np.mean(voices[partners] == voices[:, None]):.3f})")
         return spec
 
     def build_both(self, ctx: Context):

@@ -179,6 +179,25 @@ def test_dtw_neighbours_are_the_nearest_by_dtw():
         assert list(row) == list(np.argsort(scores, kind="stable")[:3])
 
 
+def test_dtw_neighbours_from_other_voices():
+    from pipelines.readers import DataError
+    from pipelines.speech_autoencoder import dtw_neighbours, voice_signatures
+
+    rng = np.random.default_rng(4)
+    word_a, word_b = rng.normal(size=(12, 3)), rng.normal(size=(12, 3))
+    # clips 0, 1: word a by voice A (nearly the same); 2: word a by voice B (further); 3: word b by voice B
+    feats = [word_a, word_a + 0.01, word_a + 0.3 * rng.normal(size=(12, 3)), word_b]
+    raw = [f + offset for f, offset in zip(feats, (5.0, 5.1, -5.0, -5.1))]  # the voice: a level on every band
+    voices = voice_signatures(raw)
+    assert voices.shape == (4, 3)
+    assert dtw_neighbours(feats, 1, pool=1)[0, 0] == 1
+    # each clip's 1 nearest other voice excluded (1/3 of the 3 others): clip 0 must look past clip 1
+    nearest = dtw_neighbours(feats, 1, pool=1, voices=voices, exclude=1 / 3)[:, 0]
+    assert list(nearest[:3]) == [2, 2, 0] and nearest[3] in (0, 1)
+    with pytest.raises(DataError, match="at most the 2 candidate partners"):
+        dtw_neighbours(feats, 3, voices=voices, exclude=1 / 3)
+
+
 def test_view_dataset_draws_second_views_from_the_partners():
     from models.speech_autoencoder import VIEW_A, VIEW_B
     from pipelines.speech_autoencoder import SpeechAutoencoderConfig, view_dataset

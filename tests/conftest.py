@@ -1,8 +1,14 @@
-"""Shared fixtures: one small slot-filling run on built-in data, trained once per test session."""
+"""Shared fixtures: one small slot-filling run on built-in data, trained once per test session; one quick
+slot-filling run recorded for the resume tests (tests/test_task_contract.py) and the repeat test
+(tests/test_pipeline.py), trained once per session too."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -32,3 +38,101 @@ def slot_model(slot_run):
     import models.losses  # noqa: F401
 
     return keras.saving.load_model(slot_run[0] / "model.keras", compile=False)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Recorded runs: what the resume tests compare against
+
+# The epoch after which a killed run stops in the resume tests (runner.KILL_AFTER_EPOCHS).
+KILL_AFTER = 1
+
+
+@dataclasses.dataclass
+class RecordedRun:
+    """A completed run and what it left on the way.
+
+    ``states/<phase>/<epoch>/`` holds each phase's resume state as saved after each of its epochs; ``states/killed/``
+    the whole resume folder (every phase) as it was when a run killed after epoch ``KILL_AFTER`` of a phase would
+    have stopped (the same condition as ``runner.KILL_AFTER_EPOCHS``: the first save of epoch ``KILL_AFTER`` of a
+    phase that carries on), and ``killed_phase`` that phase. ``trained`` maps each phase to the arguments that
+    ``runner.train`` was called with (the trainer, the epoch → dataset function, the run, the keywords)."""
+
+    config: object
+    out: Path
+    metrics: dict
+    states: Path
+    killed_phase: str | None
+    trained: dict
+
+
+@contextlib.contextmanager
+def _recording(states: Path):
+    from pipelines import runner
+    from pipelines.resume import ResumeState
+
+    seen = {"killed_phase": None, "trained": {}}
+    save, train = ResumeState.save, runner.train
+
+    def saving(self, model, loop):
+        save(self, model, loop)
+        shutil.copytree(self.folder, states / self.folder.name / str(loop["epoch"]), dirs_exist_ok=True)
+        if loop["epoch"] == KILL_AFTER and loop["stopped"] is None and seen["killed_phase"] is None:
+            shutil.copytree(self.folder.parent, states / "killed")
+            seen["killed_phase"] = self.folder.name
+
+    def training(model, make_dataset, run, **kwargs):
+        loop = train(model, make_dataset, run, **kwargs)
+        seen["trained"][kwargs.get("phase", "train")] = (model, make_dataset, run, kwargs)
+        return loop
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ResumeState, "save", saving)
+        patch.setattr(runner, "train", training)
+        yield seen
+
+
+def record_run(task, config, states: Path) -> RecordedRun:
+    """Runs ``task`` with ``config`` (uninterrupted), keeping its resume states in ``states`` (see RecordedRun)."""
+    with _recording(Path(states)) as seen:
+        metrics = task.run(config)
+    return RecordedRun(config, Path(config.out), metrics, Path(states), seen["killed_phase"], seen["trained"])
+
+
+# The settings of every task's resume test on top of the task's own (tests/test_task_contract.py): --quick,
+# 2 epochs, no early stop, no export.
+CONTRACT = dict(quick=True, epochs=2, patience=10, export=False)
+
+
+@pytest.fixture(scope="session")
+def slot_quick_run(tmp_path_factory) -> RecordedRun:
+    """A quick slot-filling run (built-in data, 2 epochs, no export), recorded: the uninterrupted run of the
+    slot-filling resume tests, and the first of the two runs of the repeat test."""
+    from pipelines import registry
+
+    base = tmp_path_factory.mktemp("slot_quick")
+    task = registry.get("slot_filling")
+    return record_run(task, task.config_class(out=str(base / "run"), **CONTRACT), base / "states")
+
+
+@pytest.fixture(scope="session")
+def recorder():
+    """:func:`record_run`, for tests that record runs of their own."""
+    return record_run
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One translation run for tests/test_translation.py and tests/test_reexport.py (which copies it before changing it)
+
+
+@pytest.fixture(scope="session")
+def translation_run(tmp_path_factory):
+    """A seconds-long translation run on the built-in number pair, exported with SavedModels too (LSTM, additive
+    attention of 8 units, beam 3, 60 test pairs decoded, 3 examples, 2 attention heat-maps): (run dir, metrics)."""
+    from pipelines.translation import TranslationConfig, run
+
+    out = tmp_path_factory.mktemp("runs") / "translation"
+    config = TranslationConfig(out=str(out), synthetic_size=800, epochs=5, cell="lstm", hidden=24, embed_dim=16,
+                               attention_units=8, learning_rate=1e-2, eval_limit=60, examples=3, heatmaps=2,
+                               saved_model=True, max_len=12, max_target_len=8, beam_size=3,
+                               dropout=0.0)
+    return out, run(config)

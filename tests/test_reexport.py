@@ -21,15 +21,12 @@ KEPT = ("model.weights.h5", "config.json", "source_vocab.txt", "target_vocab.txt
 
 
 @pytest.fixture(scope="module")
-def translation_run(tmp_path_factory):
-    """A seconds-long translation run (LSTM, additive attention, SavedModels too): its run dir."""
-    from pipelines.translation import TranslationConfig, run
-
-    out = tmp_path_factory.mktemp("runs") / "translation"
-    run(TranslationConfig(out=str(out), synthetic_size=400, epochs=2, cell="lstm", hidden=16, embed_dim=16,
-                          attention_units=8, learning_rate=1e-2, eval_limit=20, examples=2, heatmaps=0,
-                          saved_model=True, max_target_len=MAX_LEN, beam_size=2, dropout=0.0))
-    return out
+def trained_dir(translation_run):
+    """conftest.py's seconds-long translation run (LSTM, additive attention of 8 units, SavedModels too): its run dir,
+    copied by each test before it changes anything."""
+    run_dir = translation_run[0]
+    assert json.loads((run_dir / "config.json").read_text())["max_target_len"] == MAX_LEN
+    return run_dir
 
 
 def _copy(run_dir: Path, tmp_path: Path) -> Path:
@@ -54,11 +51,11 @@ def _decode(run_dir: Path, beam_size: int):
     return serving.load(run_dir).decode_tokens(_sources(), beam_size=beam_size, max_len=MAX_LEN)
 
 
-def test_cli_reexports_a_translation_run_and_decodes_the_same(translation_run, tmp_path):
+def test_cli_reexports_a_translation_run_and_decodes_the_same(trained_dir, tmp_path):
     from export.seq2seq_export import load_seq2seq
     from pipelines.seq2seq import keras_decode
 
-    run_dir = _copy(translation_run, tmp_path)
+    run_dir = _copy(trained_dir, tmp_path)
     before = {beam: _decode(run_dir, beam) for beam in (1, 2)}
     kept = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
@@ -105,10 +102,10 @@ def test_cli_reexports_a_translation_run_and_decodes_the_same(translation_run, t
     assert [h.ids for h in keras_hyps] == [h.ids for h in before[1]]
 
 
-def test_missing_weights_are_named_and_the_run_dir_is_left_alone(translation_run, tmp_path, capsys):
+def test_missing_weights_are_named_and_the_run_dir_is_left_alone(trained_dir, tmp_path, capsys):
     from export.__main__ import main
 
-    run_dir = _copy(translation_run, tmp_path)
+    run_dir = _copy(trained_dir, tmp_path)
     (run_dir / "model.weights.h5").unlink()
     files = _files(run_dir)
     assert main([str(run_dir)]) == 2
@@ -116,8 +113,8 @@ def test_missing_weights_are_named_and_the_run_dir_is_left_alone(translation_run
     assert _files(run_dir) == files and not list(tmp_path.glob(".copy.*"))
 
 
-def test_missing_parity_sources_and_quantization_are_refused(translation_run, tmp_path):
-    run_dir = _copy(translation_run, tmp_path)
+def test_missing_parity_sources_and_quantization_are_refused(trained_dir, tmp_path):
+    run_dir = _copy(trained_dir, tmp_path)
     with pytest.raises(export.ExportError, match="seq2seq run .* has no int8 export"):
         export.reexport(run_dir, quantize="int8")
     (run_dir / "parity_encoder.npz").unlink()
@@ -125,12 +122,12 @@ def test_missing_parity_sources_and_quantization_are_refused(translation_run, tm
         export.reexport(run_dir)
 
 
-def test_older_metadata_takes_the_attention_width_from_config_json(translation_run, tmp_path):
+def test_older_metadata_takes_the_attention_width_from_config_json(trained_dir, tmp_path):
     """Exports from before metadata.json recorded model.attention_units: config.json supplies it; without
     config.json the export names what is missing."""
     from export.seq2seq_export import load_seq2seq
 
-    run_dir = _copy(translation_run, tmp_path)
+    run_dir = _copy(trained_dir, tmp_path)
     meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
     for key in ("attention_units", "dropout"):
         del meta["model"][key]
@@ -144,8 +141,8 @@ def test_older_metadata_takes_the_attention_width_from_config_json(translation_r
     assert _files(run_dir) == files
 
 
-def test_weights_that_do_not_fit_the_metadata_are_refused(translation_run, tmp_path):
-    run_dir = _copy(translation_run, tmp_path)
+def test_weights_that_do_not_fit_the_metadata_are_refused(trained_dir, tmp_path):
+    run_dir = _copy(trained_dir, tmp_path)
     meta = json.loads((run_dir / "metadata.json").read_text(encoding="utf-8"))
     meta["target_vocab"].append("extra")
     (run_dir / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -153,8 +150,8 @@ def test_weights_that_do_not_fit_the_metadata_are_refused(translation_run, tmp_p
         export.reexport(run_dir)
 
 
-def test_failed_parity_leaves_the_seq2seq_run_dir_untouched(translation_run, tmp_path, monkeypatch):
-    run_dir = _copy(translation_run, tmp_path)
+def test_failed_parity_leaves_the_seq2seq_run_dir_untouched(trained_dir, tmp_path, monkeypatch):
+    run_dir = _copy(trained_dir, tmp_path)
     files = _files(run_dir)
     monkeypatch.setattr(parity, "compare", lambda *a, **k: {"memory": np.float64(1e-3)})
     with pytest.raises(export.ParityError, match=r"encoder SavedModel output 'memory' differs from Keras by 0.001"):

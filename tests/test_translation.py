@@ -1,5 +1,6 @@
 """Translation: the Tatoeba reader and split, the built-in number pair, BLEU, and a small end-to-end run whose
-onnxruntime decoding equals Keras' on every test example."""
+onnxruntime decoding equals Keras' on every test example (the run is conftest.py's ``translation_run``, shared with
+tests/test_reexport.py)."""
 
 import json
 
@@ -52,17 +53,6 @@ def test_bleu_uses_the_chinese_tokenizer():
     # one character differs: with the zh tokenizer it costs n-grams, not the whole sentence
     assert 30 < bleu(["我喜欢喝水。"], ["我喜欢喝茶。"]) < 100
     assert bleu(["1234"], ["1234"], "char") == pytest.approx(100.0)
-
-
-@pytest.fixture(scope="module")
-def translation_run(tmp_path_factory):
-    from pipelines.translation import TranslationConfig, run
-
-    out = tmp_path_factory.mktemp("runs") / "translation"
-    config = TranslationConfig(out=str(out), synthetic_size=800, epochs=5, hidden=24, embed_dim=16,
-                               attention_units=16, learning_rate=1e-2, eval_limit=60, examples=3, heatmaps=2,
-                               saved_model=False, max_len=12, max_target_len=8, beam_size=3, dropout=0.0)
-    return out, run(config)
 
 
 def test_run_reports_bleu_greedy_and_beam_and_ort_equals_keras(translation_run):

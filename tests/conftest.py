@@ -1,6 +1,7 @@
-"""Shared fixtures: one small slot-filling run on built-in data, trained once per test session; one quick
-slot-filling run recorded for the resume tests (tests/test_task_contract.py) and the repeat test
-(tests/test_pipeline.py), trained once per session too."""
+"""Shared fixtures, each trained once per test session: one small slot-filling run on built-in data (the serving
+tests); one quick slot-filling run recorded for the resume tests (tests/test_task_contract.py) and the repeat test
+(tests/test_pipeline.py); the runs of the task tests that other tests serve or replay too (sentiment, key terms,
+text auto-encoder, part-of-speech tagging, translation)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,48 @@ def translation_run(tmp_path_factory):
                                saved_model=True, max_len=12, max_target_len=8, beam_size=3,
                                dropout=0.0)
     return out, run(config)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The task tests' runs, recorded: the tests of the task read them, tests/test_server.py serves the sentiment and
+# key-term ones, and tests/test_task_contract.py replays an epoch of the key-term, text auto-encoder and tagging ones.
+
+
+def _recorded(tmp_path_factory, name: str, out_name: str, **settings) -> RecordedRun:
+    from pipelines import registry
+
+    task = registry.get(name)
+    base = tmp_path_factory.mktemp(name)
+    return record_run(task, task.config_class(out=str(base / out_name), **settings), base / "states")
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(tmp_path_factory) -> RecordedRun:
+    """A quick sentiment run on the built-in reviews (word tokens, 5 epochs, the naive-Bayes path), exported."""
+    return _recorded(tmp_path_factory, "sentiment", "sentiment", quick=True, epochs=5, synthetic_size=1200,
+                     naive_bayes=2)
+
+
+# windows of 48 tokens (documents are ~60-160)
+KEY_TERMS_SMALL = dict(epochs=3, embed_dim=24, hidden=24, layers=1, learning_rate=1e-2, synthetic_size=160,
+                       patience=3, batch_size=16, max_len=48, stride=32, dropout=0.1, token_dropout=0.1, min_count=1)
+
+
+@pytest.fixture(scope="session")
+def key_terms_run(tmp_path_factory) -> RecordedRun:
+    """A small key-term run on built-in documents, with windows of 48 tokens (documents are ~60-160), exported."""
+    return _recorded(tmp_path_factory, "key_terms", "key_terms", **KEY_TERMS_SMALL)
+
+
+@pytest.fixture(scope="session")
+def text_autoencoder_run(tmp_path_factory) -> RecordedRun:
+    """A text auto-encoder run on the built-in sentences (6 epochs, then 5 of the document level), exported."""
+    return _recorded(tmp_path_factory, "text_autoencoder", "text_autoencoder", synthetic_size=1200, held_out=100,
+                     epochs=6, hidden=48, embed_dim=32, learning_rate=1e-2, saved_model=False, dropout=0.0,
+                     doc_epochs=5, doc_hidden=64)
+
+
+@pytest.fixture(scope="session")
+def pos_tagging_run(tmp_path_factory) -> RecordedRun:
+    """A quick part-of-speech tagging run on the built-in sentences (3 epochs), exported."""
+    return _recorded(tmp_path_factory, "pos_tagging", "run", quick=True, epochs=3)

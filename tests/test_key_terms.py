@@ -219,18 +219,11 @@ def test_decoding_spans_scores_and_merged_terms():
 
 # --- trained model: export, serving, windows, errors ------------------------------------------------------------------
 
-SMALL = dict(epochs=3, embed_dim=24, hidden=24, layers=1, learning_rate=1e-2, synthetic_size=160, patience=3,
-             batch_size=16, max_len=48, stride=32, dropout=0.1, token_dropout=0.1, min_count=1)
-
-
 @pytest.fixture(scope="module")
-def kt_run(tmp_path_factory):
-    """A small key-term run on built-in documents, with windows of 48 tokens (documents are ~60-160)."""
-    from pipelines.key_terms import KeyTermsConfig, run
-
-    out = tmp_path_factory.mktemp("runs") / "key_terms"
-    metrics = run(KeyTermsConfig(out=str(out), **SMALL))
-    return out, metrics
+def kt_run(key_terms_run):
+    """conftest.py's small key-term run on built-in documents, with windows of 48 tokens (documents are ~60-160):
+    (run dir, metrics)."""
+    return key_terms_run.out, key_terms_run.metrics
 
 
 @pytest.fixture(scope="module")

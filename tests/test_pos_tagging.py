@@ -78,12 +78,9 @@ def test_the_vocabulary_keeps_frequent_words_and_every_signature():
 
 
 @pytest.fixture(scope="module")
-def pos_run(tmp_path_factory):
-    from pipelines.pos_tagging import PosTaggingConfig, run
-
-    out = tmp_path_factory.mktemp("pos") / "run"
-    metrics = run(PosTaggingConfig(out=str(out), quick=True, epochs=3))
-    return out, metrics
+def pos_run(pos_tagging_run):
+    """conftest.py's quick run (3 epochs): (run dir, metrics)."""
+    return pos_tagging_run.out, pos_tagging_run.metrics
 
 
 def test_a_quick_run_learns_exports_natively_and_serves_what_keras_predicts(pos_run):

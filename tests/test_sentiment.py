@@ -236,12 +236,9 @@ def test_the_naive_bayes_path_converts_natively_and_survives_saving(tmp_path):
 # --- a trained run: export, serving ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def word_run(tmp_path_factory):
-    from pipelines.sentiment import SentimentConfig, run
-
-    out = tmp_path_factory.mktemp("runs") / "sentiment"
-    metrics = run(SentimentConfig(out=str(out), quick=True, epochs=5, synthetic_size=1200, naive_bayes=2))
-    return out, metrics
+def word_run(sentiment_run):
+    """conftest.py's quick sentiment run (word tokens, 5 epochs, naive-Bayes path): (run dir, metrics)."""
+    return sentiment_run.out, sentiment_run.metrics
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The HTTP model server, started for real on 127.0.0.1 and spoken to over HTTP.
 
-Text tasks present (slot filling, sentiment, key terms) are served from tiny trained runs; the audio and record input
+Text tasks present (slot filling, sentiment, key terms) are served from the session's small trained runs (conftest.py); the audio and record input
 kinds, whose tasks live elsewhere, are served from two small stand-in predictors over a real ONNX graph (registered
 by a bootstrap before ``python -m serving serve`` runs), so the generic paths (base64 / WAV / multipart uploads,
 audio duration, JSON records) are exercised too.
@@ -176,33 +176,11 @@ def metric(text: str, name: str) -> float:
 
 # --- fixtures --------------------------------------------------------------------------------------------------------
 
-TINY_RUNS = """
-from pipelines.key_terms import KeyTermsConfig, run as run_key_terms
-from pipelines.sentiment import SentimentConfig, run as run_sentiment
-run_sentiment(SentimentConfig(out={sentiment!r}, quick=True, epochs=1, synthetic_size=200))
-run_key_terms(KeyTermsConfig(out={key_terms!r}, epochs=1, embed_dim=16, hidden=16, layers=1, synthetic_size=60,
-                             batch_size=16, max_len=48, stride=32, min_count=1))
-"""
-
-
-@pytest.fixture(scope="session")
-def text_runs(request, tmp_path_factory):
-    """Tiny trained runs of the text tasks present: {model name: run dir}. Sentiment and key terms train in a
-    subprocess while the shared slot-filling run (conftest) trains here, when it has not trained already."""
-    base = tmp_path_factory.mktemp("serving_runs")
-    dirs = {"sentiment": base / "sentiment", "key_terms": base / "key_terms"}
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "-c", TINY_RUNS.format(**{k: str(v) for k, v in dirs.items()})],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
-        try:
-            slot_run = request.getfixturevalue("slot_run")
-            code = proc.wait(timeout=1800)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        log.seek(0)
-        assert code == 0, log.read()[-3000:]
-    return {"slot_filling": slot_run[0], **dirs}
+@pytest.fixture(scope="module")
+def text_runs(slot_run, sentiment_run, key_terms_run):
+    """Trained runs of the text tasks present, the session's (conftest.py; the task tests use them too): {model
+    name: run dir}."""
+    return {"slot_filling": slot_run[0], "sentiment": sentiment_run.out, "key_terms": key_terms_run.out}
 
 
 @pytest.fixture(scope="module")

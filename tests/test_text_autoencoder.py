@@ -38,14 +38,10 @@ def test_synthetic_sentences_are_distinct_and_hold_out_the_pair():
 
 
 @pytest.fixture(scope="module")
-def autoencoder_run(tmp_path_factory):
-    from pipelines.text_autoencoder import TextAutoencoderConfig, run
-
-    out = tmp_path_factory.mktemp("runs") / "text_autoencoder"
-    config = TextAutoencoderConfig(out=str(out), synthetic_size=1200, held_out=100, epochs=6, hidden=48,
-                                   embed_dim=32, learning_rate=1e-2, saved_model=False, dropout=0.0, doc_epochs=5,
-                                   doc_hidden=64)
-    return out, run(config)
+def autoencoder_run(text_autoencoder_run):
+    """conftest.py's text auto-encoder run (1200 sentences, 100 held out, 6 epochs, document level 5): (run dir,
+    metrics)."""
+    return text_autoencoder_run.out, text_autoencoder_run.metrics
 
 
 def test_run_reports_reconstruction_and_order_sensitive_vectors(autoencoder_run):

@@ -17,7 +17,7 @@ from export.errors import ExportError, ParityError
 from export.onnx_export import embed_metadata, to_onnx, versions
 from export.parity import PARITY_FILE
 from export.registry import DEFAULT_OPSET
-from export.rundir import staged
+from export.rundir import staged, write_card
 from export.saved_model import SIGNATURE, write_saved_model
 from serving import metadata as meta_format
 from serving.session import OnnxModel
@@ -123,6 +123,8 @@ def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET, quantize: str | No
     With ``quantize="int8"`` it also writes ``model.int8.onnx`` (dynamic int8 quantization) and records in
     metadata.json how far its outputs move from the float model's on the parity batches (single-model runs only).
 
+    The model card (``README.md``, ``tokenizer_conformance.json``) is rewritten from the new metadata.
+
     Raises:
       ExportError: the run dir lacks a file the export needs (the message names it), or ``quantize`` is unknown.
       ParityError: as :func:`export_model`.
@@ -153,4 +155,5 @@ def reexport(run_dir: str | Path, opset: int = DEFAULT_OPSET, quantize: str | No
         meta = export_model(model, tmp, task_meta, batches, opset)
         if quantize == "int8":
             meta = {**meta, "int8": _add_int8(tmp, meta)}
+        write_card(tmp, run_dir)
     return meta

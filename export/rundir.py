@@ -1,9 +1,11 @@
 """Atomic run dirs: everything is written into a temporary sibling folder, which replaces the run dir only when
-the whole run (training, evaluation, export and its parity check) has succeeded."""
+the whole run (training, evaluation, export and its parity check) has succeeded; a re-export rewrites the run dir's
+model card there too (:func:`write_card`)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -83,3 +85,15 @@ def replace_dir(new: Path, target: Path) -> None:
     os.replace(new, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def write_card(staging: Path, run_dir: str | Path) -> Path:
+    """Rewrites the model card (``README.md``, ``tokenizer_conformance.json``) in the ``staging`` folder of a
+    re-export of ``run_dir`` from its new ``metadata.json``, with the task's demo input, as
+    ``pipelines.runner.run`` writes it; returns the README's path."""
+    from pipelines import registry
+    from serving import model_card
+
+    task = json.loads((staging / "metadata.json").read_text(encoding="utf-8")).get("task")
+    demo = registry.get(task).demo_input if task in registry.TASKS else None
+    return model_card.write(staging, Path(run_dir).absolute().name, demo)

@@ -27,7 +27,7 @@ from export import parity
 from export.errors import ExportError, ParityError
 from export.onnx_export import embed_metadata, to_onnx, versions
 from export.registry import DEFAULT_OPSET
-from export.rundir import staged
+from export.rundir import staged, write_card
 from models.seq2seq import (LOG_PROBS, MEMORY, MEMORY_MASK, SOURCE, TOKENS, WORD_POSITION, Seq2SeqModels, Seq2SeqSpec,
                             build_seq2seq)
 from serving import metadata as meta_format
@@ -273,7 +273,7 @@ def reexport_seq2seq(run_dir: str | Path, meta: dict | None = None, *, opset: in
     """Re-exports a seq2seq run dir atomically (it changes only when both graphs pass parity): rebuilds the encoder
     and decoder step (:func:`load_seq2seq`), then :func:`export_seq2seq` on the source batches of
     ``parity_encoder.npz`` (the decoder's parity batches are regenerated from them, as the first export did). The
-    SavedModels are rewritten when the run dir has them.
+    SavedModels are rewritten when the run dir has them, and the model card from the new metadata.
 
     Returns:
       The metadata written (also embedded in both ONNX files).
@@ -310,4 +310,5 @@ def reexport_seq2seq(run_dir: str | Path, meta: dict | None = None, *, opset: in
         shutil.rmtree(tmp / SAVED_MODEL_DIR, ignore_errors=True)
         written = export_seq2seq(models, tmp, task_meta, sources, start_id=start_id, saved_model=saved_model,
                                  opset=opset)
+        write_card(tmp, run_dir)
     return written

@@ -4,9 +4,13 @@ serving computes them, so that a client in any language can check its own tokeni
     {"format": "rnn-toolkit/tokenizer-conformance", "format_version": 1, "tokenizer": {spec}, "vocab_key": "vocab",
      "unk_id": 1, "cases": [{"input": "...", "tokens": [...], "ids": [...]}, ...]}
 
+For the document tokenizer (``casefold_words_v1``, key terms) each case also holds ``offsets``: each token's
+``[start, end)`` code-point offsets in the input.
+
 The cases are the hard ones (a final ``.`` before each kind of white space, every White_Space character,
 Default_Ignorable characters, full case folding beyond lower-casing, compatibility forms, code points unassigned in
-the tables' Unicode version, some of them assigned later) and a few hundred seeded random mixes of them.
+the tables' Unicode version, some of them assigned later, ASCII and other punctuation, emoji, CJK) and a few
+hundred seeded random mixes of them.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import json
 import random
 from pathlib import Path
 
+from serving import doc_tokenizer
 from serving.tokenizer import CHARS_NAME, NAME, make_tokenizer
 
 FORMAT = "rnn-toolkit/tokenizer-conformance"
 FILE = "tokenizer_conformance.json"
+TOKENIZERS = (NAME, CHARS_NAME, doc_tokenizer.NAME)  # word, character and document (key-term) specs
 WHITE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u200a\u2028\u2029\u202f\u205f\u3000"
 # Unassigned in Unicode 14 (Python 3.11); most assigned since: Cyrillic modifier letters (15.0: NFKC to а, б),
 # Latin capitals with lower-case forms (16.0), Kawi and Nag Mundari letters (15.0), CJK extension I (15.1),
@@ -35,6 +41,8 @@ FIXED = [
     "Straße nach Zürich", "ΣΊΣΥΦΟΣ", "İstanbul ŉ ǰ", "ᏣᎳᎩ ꮳꮃꭹ", "ﬀ ﬁ ﬅ ﬆ", "① ½ ㎒ ｆｕｌｌ ™",
     "soft\u00adhyphen zero\u200bwidth", "a\ufeffb\u034fc", "e\u0301 \u0065\u0301", "한국어 \u1100\u1161\u11a8",
     *[f"x{ch}y {ch}." for ch in UNASSIGNED], "\U0001e030\u0301 \ua7cb.", "emoji 👩\u200d💻 🇫🇷",
+    "x#y~z&w a/b@c non-linear user's 3-D.", "«quoted» — … ¿qué?", "日本語。中文，テスト", "ＡＢＣ１２３ 𝐀𝐁",
+    "a \u00ad b\u200b \ufeff.",
 ]
 
 
@@ -49,22 +57,30 @@ def vocabulary(metadata: dict) -> tuple[dict | None, str | None, list | None]:
     """(tokenizer spec, vocab key, vocab) of a model whose tokenizer this file covers, else Nones."""
     for spec_key, vocab_key in (("tokenizer", "vocab"), ("source_tokenizer", "source_vocab")):
         spec = metadata.get(spec_key)
-        if isinstance(spec, dict) and spec.get("name") in (NAME, CHARS_NAME) and vocab_key in metadata:
+        if isinstance(spec, dict) and spec.get("name") in TOKENIZERS and vocab_key in metadata:
             return spec, vocab_key, metadata[vocab_key]
     return None, None, None
 
 
+def tokenize(spec: dict, text: str) -> dict:
+    """``{"tokens": [...]}`` of ``text`` by the spec's tokenizer; the document tokenizer adds ``"offsets"``."""
+    if spec.get("name") != doc_tokenizer.NAME:
+        return {"tokens": make_tokenizer(spec)(text)}
+    tokens = doc_tokenizer.DocTokenizer(spec)(text)
+    return {"tokens": [t.text for t in tokens], "offsets": [[t.start, t.end] for t in tokens]}
+
+
 def build(metadata: dict) -> dict | None:
-    """The conformance object of a model's metadata (None: no word or character tokenizer of serving.tokenizer)."""
+    """The conformance object of a model's metadata (None: no tokenizer of ``TOKENIZERS``)."""
     spec, vocab_key, vocab = vocabulary(metadata)
     if spec is None:
         return None
-    tokenize, index = make_tokenizer(spec), {token: i for i, token in enumerate(vocab)}
+    index = {token: i for i, token in enumerate(vocab)}
     unk = metadata.get("unk_id", metadata.get("special_ids", {}).get("unk", 1))
     cases = []
     for text in FIXED + random_cases():
-        tokens = tokenize(text)
-        cases.append({"input": text, "tokens": tokens, "ids": [index.get(t, unk) for t in tokens]})
+        case = {"input": text, **tokenize(spec, text)}
+        cases.append({**case, "ids": [index.get(t, unk) for t in case["tokens"]]})
     return {"format": FORMAT, "format_version": 1, "tokenizer": spec, "vocab_key": vocab_key, "unk_id": unk,
             "cases": cases}
 

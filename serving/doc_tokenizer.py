@@ -9,20 +9,37 @@ Spec ``casefold_words_v1`` (key-term extraction, where every token must map back
 Offsets are ``[start, end)`` character (code point) offsets of the token in the original, unfolded text, so
 ``text[start:end]`` is what the user wrote. The tensorflow-text side reports byte offsets into the UTF-8 text;
 a test proves both give the same tokens at the same places.
+
+``SPEC`` states the same Unicode facts as the word and character specs (``serving.tokenizer.unicode_rules``: the
+tables' version, White_Space, the Default_Ignorable set removed after folding, the unassigned code points).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
 from serving.errors import InputError, ModelError
-from serving.tokenizer import _WHITE_SPACE, case_fold, white_space_pattern
+from serving.tokenizer import _WHITE_SPACE, case_fold, unicode_rules, white_space_pattern
 
 NAME = "casefold_words_v1"
 PUNCTUATION = "!\"#$%&()*+,./:;<=>?@[\\]^_`{|}~"  # string.punctuation without - and '
-SPEC = {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold", "split": "white space",
-        "own_tokens": PUNCTUATION, "offsets": "code points of the original text"}
+
+
+@functools.cache
+def doc_spec() -> dict:
+    """The full ``casefold_words_v1`` spec (what ``SPEC`` holds)."""
+    return {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold", **unicode_rules(),
+            "split": "white space", "own_tokens": PUNCTUATION, "empty_tokens": "dropped (folded to nothing)",
+            "offsets": "code points of the original text"}
+
+
+def __getattr__(name: str):  # built on first use, as serving.tokenizer.SPEC
+    if name == "SPEC":
+        return doc_spec()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # The same patterns run in RE2 (tensorflow_text.regex_split_with_offsets) and in Python's re.
 PUNCT_PATTERN = "[" + re.escape(PUNCTUATION) + "]"
@@ -50,7 +67,7 @@ class DocTokenizer:
     """
 
     def __init__(self, spec: dict | None = None):
-        spec = dict(SPEC if spec is None else spec)
+        spec = dict(doc_spec() if spec is None else spec)
         if not isinstance(spec, dict) or spec.get("name") != NAME:
             raise ModelError(f"the model needs tokenizer {spec.get('name')!r}; this serving's document tokenizer "
                              f"is {NAME!r}")

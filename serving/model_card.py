@@ -117,7 +117,7 @@ def render(name: str, card: dict, kind: str, example=None) -> str:
 
 
 def write(run_dir: str | Path, name: str | None = None, example=None) -> Path:
-    """Writes ``README.md`` (and ``tokenizer_conformance.json`` for a word or character tokenizer) into
+    """Writes ``README.md`` (and ``tokenizer_conformance.json`` for a word, character or document tokenizer) into
     ``run_dir`` (a staging folder may be given with the final ``name``); returns the README's path."""
     run_dir = Path(run_dir)
     meta = _read_json(run_dir / "metadata.json")

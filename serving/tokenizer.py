@@ -76,7 +76,8 @@ def unassigned() -> str:
     return code_point_set(_ranges(cn + list(range(0x40000, 0xE0000))))
 
 
-def _unicode_rules() -> dict:
+def unicode_rules() -> dict:
+    """The Unicode facts every spec states: the tables' version, White_Space, Default_Ignorable, unassigned."""
     return {"unicode_version": unicodedata.unidata_version,
             "white_space": code_point_set(_ranges(map(ord, _WHITE_SPACE))),
             "ignorable": code_point_set(_IGNORABLE),
@@ -86,7 +87,7 @@ def _unicode_rules() -> dict:
 @functools.cache
 def word_spec() -> dict:
     """The full ``casefold_punct_v1`` spec (what ``SPEC`` holds)."""
-    return {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold", **_unicode_rules(),
+    return {"name": NAME, "lowercase": True, "normalization": "NFKC_Casefold", **unicode_rules(),
             "punctuation": PUNCTUATION,
             "final_period_trailing": code_point_set(_ranges(map(ord, FINAL_PERIOD_TRAILING)))}
 
@@ -95,7 +96,7 @@ def word_spec() -> dict:
 def chars_spec() -> dict:
     """The full ``casefold_chars_v1`` spec (what ``CHARS_SPEC`` holds)."""
     return {"name": CHARS_NAME, "lowercase": True, "normalization": "NFKC_Casefold", "space": SPACE_SYMBOL,
-            **_unicode_rules()}
+            **unicode_rules()}
 
 
 def __getattr__(name: str):  # SPEC and CHARS_SPEC are built on first use (the Cn scan takes ~50 ms)

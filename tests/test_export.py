@@ -116,6 +116,29 @@ def test_reexport_in_a_fresh_process_rewrites_and_verifies(slot_run, tmp_path):
     assert not list(tmp_path.glob(".copy.*"))
 
 
+def test_cli_reexport_rewrites_the_model_card(slot_run, tmp_path):
+    """The card (README.md) and the tokenizer conformance file are rewritten in the staging folder, from the new
+    metadata, with the task's demo input, as the runner writes them."""
+    from export.__main__ import main
+    from pipelines.slot_filling import SLOT_FILLING
+    from serving import conformance
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(slot_run[0], run_dir)
+    (run_dir / "README.md").write_text("a stale card\n")
+    (run_dir / conformance.FILE).unlink()
+    assert main([str(run_dir), "--opset", "15"]) == 0
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    card = (run_dir / "README.md").read_text()
+    assert card.startswith("# copy: slot_filling\n")
+    for fact in (f"| exported_at | {meta['exported_at']} |", "| opset | 15 |",
+                 f"| converter | {meta['onnx_converter']} |", f"| parity | {json.dumps(meta['parity'])} |",
+                 json.dumps(SLOT_FILLING.demo_input), "/v1/models/copy/predict", conformance.FILE):
+        assert fact in card, fact
+    assert json.loads((run_dir / conformance.FILE).read_text()) == conformance.build(meta)
+    assert not list(tmp_path.glob(".copy.*"))
+
+
 def test_failed_parity_leaves_the_run_dir_untouched(slot_run, tmp_path, monkeypatch):
     run_dir = tmp_path / "copy"
     shutil.copytree(slot_run[0], run_dir)

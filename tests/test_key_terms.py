@@ -254,6 +254,32 @@ def test_export_parity_and_self_describing_metadata(kt_run):
     assert meta["onnx_converter"] == "native"
 
 
+def test_conformance_file_is_what_the_doc_tokenizer_gives(kt_run):
+    """The spec states the Unicode facts of the word and character specs; tokenizer_conformance.json (hard cases:
+    every White_Space character, invisible characters, punctuation, case folding, combining marks, emoji, CJK) is
+    reproduced exactly by serving's document tokenizer, tokens, offsets and ids."""
+    from serving import conformance
+    from serving.tokenizer import unicode_rules
+
+    meta = json.loads((kt_run[0] / "metadata.json").read_text())
+    spec, index = meta["tokenizer"], {token: i for i, token in enumerate(meta["vocab"])}
+    assert {key: spec[key] for key in unicode_rules()} == unicode_rules()
+    data = json.loads((kt_run[0] / conformance.FILE).read_text())
+    assert data["tokenizer"] == spec and data["vocab_key"] == "vocab" and len(data["cases"]) >= 300
+    tokenize = DocTokenizer(spec)
+    for case in data["cases"]:
+        tokens = tokenize(case["input"])
+        assert case["tokens"] == [t.text for t in tokens] and case["offsets"] == [[t.start, t.end] for t in tokens]
+        assert case["ids"] == [index.get(t, meta["unk_id"]) for t in case["tokens"]]
+    cases = {c["input"]: (c["tokens"], c["offsets"]) for c in data["cases"]}
+    assert all(cases[f"st.{w}louis"] == (["st", ".", "louis"], [[0, 2], [2, 3], [4, 9]]) for w in conformance.WHITE)
+    assert cases["soft\u00adhyphen zero\u200bwidth"] == (["softhyphen", "zerowidth"], [[0, 11], [12, 22]])
+    assert cases["a \u00ad b\u200b \ufeff."] == (["a", "b", "."], [[0, 1], [4, 6], [8, 9]])
+    assert cases["Straße nach Zürich"][0] == ["strasse", "nach", "zürich"]
+    assert cases["emoji 👩\u200d💻 🇫🇷"] == (["emoji", "👩💻", "🇫🇷"], [[0, 5], [6, 9], [10, 12]])
+    assert conformance.FILE in (kt_run[0] / "README.md").read_text()
+
+
 def test_served_terms_offsets_slice_the_original_text(predictor):
     text = ("Adaptive Filter Banks for sparse image classifier\r\n\tWe propose a new adaptive filter bank that "
             "improves real data. The sparse image classifier is evaluated on recent years. We also present "

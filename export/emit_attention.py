@@ -25,9 +25,9 @@ L = keras.layers
 _NEG = np.float32(-1e9)
 
 
-def _steps_mask(g: Graph, x, hint: str) -> str | None:
-    """bool [batch, steps] of a Value's lengths, or None when it has none."""
-    return None if x.lens is None else g.time_mask(x.name, x.lens, hint)
+def _steps_mask(g: Graph, x, axis: int, hint: str) -> str | None:
+    """bool [batch, steps] of a Value's lengths unsqueezed at ``axis``, or None when it has none."""
+    return None if x.lens is None else g.time_mask(x.name, x.lens, hint, axes=(axis,))
 
 
 def _causal(g: Graph, q: str, v: str, hint: str) -> str:
@@ -83,8 +83,7 @@ def _attention(g: Graph, layer, call: Call):
     k = inputs[2] if len(inputs) > 2 else v
     scores = _scores(g, layer, q.name, k.name, hint)
     causal = _causal(g, q.name, v.name, hint) if call.args.get("use_causal_mask") else None
-    v_mask = _steps_mask(g, v, hint)
-    keep = _and(g, [causal, None if v_mask is None else g.unsqueeze(v_mask, [1], hint)], hint)
+    keep = _and(g, [causal, _steps_mask(g, v, 1, hint)], hint)
     if keep is not None:
         scores = g.op("Where", [keep, scores, g.op("Add", [scores, g.const(_NEG, f"{hint}_neg")], hint)], hint)
     weights = g.op("Softmax", [scores], hint, axis=-1)
@@ -103,17 +102,35 @@ def _attention(g: Graph, layer, call: Call):
 _PROJECTION, _OUTPUT = "abc,cde->abde", "abcd,cde->abe"
 
 
-def _project(g: Graph, layer, dense, x: str, hint: str) -> str:
-    """An EinsumDense ``abc,cde->abde``: [batch, steps, dim] → [batch, heads, steps, head_dim]."""
-    if dense.equation != _PROJECTION:
-        raise UnsupportedLayer(layer, f"a projection {dense.equation!r} (only rank-3 inputs are supported)")
-    kernel = np.asarray(dense.kernel, np.float32)
-    dim, heads, size = kernel.shape
-    y = g.op("MatMul", [x, g.const(kernel.reshape(dim, heads * size), f"{hint}_kernel")], hint)
-    if dense.bias is not None:
-        y = g.op("Add", [y, g.const(np.asarray(dense.bias, np.float32).reshape(-1), f"{hint}_bias")], hint)
-    y = g.op("Reshape", [y, g.const([0, 0, heads, size], f"{hint}_heads", np.int64)], hint)
-    return g.op("Transpose", [y], hint, perm=[0, 2, 1, 3])
+def _project(g: Graph, layer, denses: list, x: str, hint: str) -> list[str]:
+    """EinsumDenses ``abc,cde->abde`` of the same input: [batch, steps, dim] → [batch, heads, steps, head_dim] each,
+    as one MatMul over their kernels side by side (the same dot products) and a Split."""
+    if any(dense.equation != _PROJECTION for dense in denses):
+        raise UnsupportedLayer(layer, "a projection other than abc,cde->abde (only rank-3 inputs are supported)")
+    kernels = [np.asarray(dense.kernel, np.float32) for dense in denses]
+    dim, heads, size = kernels[0].shape
+    kernel = np.concatenate([k.reshape(dim, heads * size) for k in kernels], axis=1)
+    y = g.op("MatMul", [x, g.const(kernel, f"{hint}_kernel")], hint)
+    if denses[0].bias is not None:
+        bias = np.concatenate([np.asarray(dense.bias, np.float32).reshape(-1) for dense in denses])
+        y = g.op("Add", [y, g.const(bias, f"{hint}_bias")], hint)
+    y = g.op("Reshape", [y, g.const([0, 0, len(denses) * heads, size], f"{hint}_heads", np.int64)], hint)
+    y = g.op("Transpose", [y], hint, perm=[0, 2, 1, 3])
+    if len(denses) == 1:
+        return [y]
+    return g.op("Split", [y, g.const([heads] * len(denses), f"{hint}_split", np.int64)], hint, n_out=len(denses),
+                axis=1)
+
+
+def _projections(g: Graph, layer, q, k, v, hint: str) -> list[str]:
+    """The query, key and value heads; one projection for all three when they read the same tensor with kernels of
+    one shape and biases alike (self-attention)."""
+    denses = [layer._query_dense, layer._key_dense, layer._value_dense]
+    shapes = {(tuple(dense.kernel.shape), dense.bias is None) for dense in denses}
+    if q.name == k.name == v.name and len(shapes) == 1:
+        return _project(g, layer, denses, q.name, f"{hint}_qkv")
+    return [_project(g, layer, [dense], x.name, f"{hint}_{part}")[0]
+            for dense, x, part in zip(denses, (q, k, v), ("query", "key", "value"))]
 
 
 def _mha_refusals(layer, call: Call) -> None:
@@ -134,20 +151,16 @@ def _multi_head_attention(g: Graph, layer, call: Call):
     k = call.args.get("key") or v
     scores_out = bool(call.args.get("return_attention_scores"))
     softmax_path = scores_out or layer._dropout > 0  # Keras' Softmax layer, else ops.dot_product_attention
-    heads_q = _project(g, layer, layer._query_dense, q.name, f"{hint}_query")
-    heads_k = _project(g, layer, layer._key_dense, k.name, f"{hint}_key")
-    heads_v = _project(g, layer, layer._value_dense, v.name, f"{hint}_value")
+    heads_q, heads_k, heads_v = _projections(g, layer, q, k, v, hint)
     scale = g.const(np.float32(layer._inverse_sqrt_key_dim), f"{hint}_scale")
     keys = g.op("Transpose", [heads_k], hint, perm=[0, 1, 3, 2])
     if softmax_path:
         scores = g.op("MatMul", [g.op("Mul", [heads_q, scale], hint), keys], hint)
     else:
         scores = g.op("Mul", [g.op("MatMul", [heads_q, keys], hint), scale], hint)  # [b, heads, Tq, Tv]
-    q_mask, v_mask = _steps_mask(g, q, hint), _steps_mask(g, v, hint)
-    key_mask = _steps_mask(g, k, hint) if call.args.get("key") is not None else None
+    key_mask = _steps_mask(g, k, 1, hint) if call.args.get("key") is not None else None
     causal = _causal(g, q.name, v.name, hint) if call.args.get("use_causal_mask") else None
-    keep = _and(g, [None if q_mask is None else g.unsqueeze(q_mask, [2], hint),
-                    *[None if m is None else g.unsqueeze(m, [1], hint) for m in (v_mask, key_mask)], causal], hint)
+    keep = _and(g, [_steps_mask(g, q, 2, hint), _steps_mask(g, v, 1, hint), key_mask, causal], hint)
     if keep is not None:
         keep = g.unsqueeze(keep, [1], hint)  # [b or 1, 1, Tq, Tv]
         floor = np.float32(-1e9) if softmax_path else np.float32(3.38953e38 * -0.7)

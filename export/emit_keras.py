@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from onnx import TensorProto
 
-from export.registry import Call, Graph, UnsupportedLayer, Value, emits, numpy_dtype
+from export.registry import Call, Graph, UnsupportedLayer, Value, emits
 from models.heads import AttentionPooling, MaskedPooling
 
 
@@ -56,10 +56,10 @@ def _embedding(g: Graph, layer, call: Call):
     if len(ids.shape) != 2:
         raise UnsupportedLayer(layer, f"mask_zero on ids of rank {len(ids.shape)}: only [batch, time] ids are supported")
     if ids.name not in g.lens_of_ids:
-        zero = g.const(np.zeros((), numpy_dtype(ids.dtype)), f"{layer.name}_zero")
-        real = g.op("Not", [g.op("Equal", [ids.name, zero], layer.name)], layer.name)
+        real = g.op("Cast", [ids.name], layer.name, to=TensorProto.BOOL)  # ids != 0
         g.lens_of_ids[ids.name] = g.reduce("ReduceSum", g.op("Cast", [real], layer.name, to=TensorProto.INT32), [1],
                                            f"{layer.name}_lens")
+        g.set_time_mask(g.lens_of_ids[ids.name], real)
     return [(y, g.lens_of_ids[ids.name])]
 
 
@@ -114,7 +114,7 @@ def _masked_pooling(g: Graph, layer, call: Call):
         if layer.mode in ("max", "mean_max"):
             pooled.append(g.reduce("ReduceMax", x.name, [1], hint))
     else:
-        valid = g.unsqueeze(g.time_mask(x.name, lens, hint), [2], hint)  # bool [batch, time, 1]
+        valid = g.time_mask(x.name, lens, hint, axes=(2,))  # bool [batch, time, 1]
         if layer.mode in ("mean", "mean_max"):
             weight = g.op("Cast", [valid], hint, to=TensorProto.FLOAT)
             total = g.reduce("ReduceSum", g.op("Mul", [x.name, weight], hint), [1], hint)

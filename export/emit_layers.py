@@ -19,6 +19,7 @@ import inspect
 
 import keras
 import numpy as np
+from keras.src.ops.numpy import GetItem
 from onnx import TensorProto
 
 from export.registry import Call, Graph, UnsupportedLayer, Value, emitter_for, emits
@@ -56,10 +57,12 @@ def _masking(g: Graph, layer, call: Call):
         raise UnsupportedLayer(layer, "a mask_value that is not a scalar")
     value = g.const(np.float32(layer.mask_value), f"{hint}_value")
     differs = g.op("Cast", [g.op("Not", [g.op("Equal", [x.name, value], hint)], hint)], hint, to=TensorProto.FLOAT)
-    real = g.reduce("ReduceMax", differs, [2], hint, keepdims=1)  # 1.0 at real steps: [batch, time, 1]
-    y = g.op("Where", [g.op("Cast", [real], hint, to=TensorProto.BOOL), x.name, g.const(np.float32(0), f"{hint}_0")],
-             hint)
-    lens = g.reduce("ReduceSum", g.op("Cast", [g.squeeze(real, [2], hint)], hint, to=TensorProto.INT32), [1], hint)
+    real = g.op("Cast", [g.reduce("ReduceMax", differs, [2], hint, keepdims=1)], hint, to=TensorProto.BOOL)
+    y = g.op("Where", [real, x.name, g.const(np.float32(0), f"{hint}_0")], hint)  # real: bool [batch, time, 1]
+    steps = g.squeeze(real, [2], hint)
+    lens = g.reduce("ReduceSum", g.op("Cast", [steps], hint, to=TensorProto.INT32), [1], hint)
+    g.set_time_mask(lens, steps)
+    g.set_time_mask(lens, real, axes=(2,))
     return [(y, lens)]
 
 
@@ -165,7 +168,7 @@ def _global_average_pooling(g: Graph, layer, call: Call):
         return [(g.reduce("ReduceMean", x.name, [axis], hint, keepdims=keep), None)]
     if axis != 1:
         raise UnsupportedLayer(layer, "a mask with data_format='channels_first'")
-    valid = g.unsqueeze(g.time_mask(x.name, lens, hint), [2], hint)  # bool [batch, time, 1]
+    valid = g.time_mask(x.name, lens, hint, axes=(2,))  # bool [batch, time, 1]
     total = g.reduce("ReduceSum", g.op("Where", [valid, x.name, g.const(np.float32(0), f"{hint}_0")], hint), [axis],
                      hint, keepdims=keep)
     count = g.reduce("ReduceSum", g.op("Cast", [valid], hint, to=TensorProto.FLOAT), [axis], hint, keepdims=keep)
@@ -211,9 +214,11 @@ def _layer_normalization(g: Graph, layer, call: Call):
         inv = g.op("Mul", [inv, g.const(_broadcast(layer.gamma, axes, x.shape), f"{hint}_gamma")], hint)
     if layer.rms_scaling:
         return [(g.op("Mul", [x.name, inv], hint), x.lens)]
-    shift = g.op("Neg", [g.op("Mul", [mean, inv], hint)], hint)
-    if layer.center:
-        shift = g.op("Add", [shift, g.const(_broadcast(layer.beta, axes, x.shape), f"{hint}_beta")], hint)
+    mean_inv = g.op("Mul", [mean, inv], hint)
+    if layer.center:  # beta - mean * inv (Sub: one op fewer than Neg + Add, the same float)
+        shift = g.op("Sub", [g.const(_broadcast(layer.beta, axes, x.shape), f"{hint}_beta"), mean_inv], hint)
+    else:
+        shift = g.op("Neg", [mean_inv], hint)
     return [(g.op("Add", [g.op("Mul", [x.name, inv], hint), shift], hint), x.lens)]
 
 
@@ -302,15 +307,53 @@ def _repeat_vector(g: Graph, layer, call: Call):
     return [(g.op("Tile", [x, g.const([1, layer.n, 1], f"{layer.name}_repeats", np.int64)], layer.name), None)]
 
 
+# Layers that compute each vector along the last axis alone, whatever the rank: TimeDistributed applies them as they are
+_PER_VECTOR = (L.Dense, L.Activation)
+
+
+@emits(GetItem)
+def _get_item(g: Graph, op, call: Call):
+    """``x[key]`` (Keras' GetItem op) for a key of ints, slices with constant bounds and one Ellipsis: one Slice,
+    then a Gather per int (``y[..., :split]`` reads the NTM's output). ``None`` (new axes) and tensor keys refuse."""
+    x, hint = call.first, op.name
+    key = list(call.args["key"]) if isinstance(call.args["key"], (list, tuple)) else [call.args["key"]]
+    if key.count(Ellipsis) > 1 or not all(k is Ellipsis or isinstance(k, (int, slice)) for k in key):
+        raise UnsupportedLayer(op, f"index {call.args['key']!r} (ints, slices and one Ellipsis only)")
+    if Ellipsis in key:
+        at = key.index(Ellipsis)
+        key[at:at + 1] = [slice(None)] * (len(x.shape) - len(key) + 1)
+    big, spans, picks = np.iinfo(np.int64).max, [], []
+    for axis, k in enumerate(key):
+        if isinstance(k, int):
+            picks.append((axis, k))
+        elif k != slice(None):
+            if not all(b is None or isinstance(b, int) for b in (k.start, k.stop, k.step)) or k.step == 0:
+                raise UnsupportedLayer(op, f"slice {k!r} (constant int bounds only)")
+            step = 1 if k.step is None else k.step
+            start = (0 if step > 0 else -1) if k.start is None else k.start
+            stop = (big if step > 0 else -big - 1) if k.stop is None else k.stop
+            spans.append((start, stop, axis, step))  # in the order of Slice's inputs
+    y = x.name
+    if spans:
+        y = g.op("Slice", [y] + [g.const([s[i] for s in spans], f"{hint}_{part}", np.int64)
+                                 for i, part in enumerate(("start", "end", "axis", "step"))], hint)
+    for axis, index in reversed(picks):  # the highest axis first: the lower ones keep their place
+        y = g.gather(y, index, axis, hint)
+    return [(y, None)]
+
+
 @emits(L.TimeDistributed)
 def _time_distributed(g: Graph, layer, call: Call):
-    """The wrapped layer's emitter over [batch * time, ...], reshaped back to [batch, time, ...]; the mask flows."""
+    """The wrapped layer's emitter over [batch * time, ...], reshaped back to [batch, time, ...] (a Dense or an
+    Activation straight on [batch, time, ...]: the same values without the reshapes); the mask flows."""
     x, hint, inner = call.first, layer.name, layer.layer
     params = inspect.signature(inner.call).parameters
     if x.lens is not None and "mask" in params:
         raise UnsupportedLayer(layer, f"a masked input to a wrapped {type(inner).__name__}, which takes a mask")
     if len(x.shape) < 3:
         raise UnsupportedLayer(layer, f"input of rank {len(x.shape)}; expected [batch, time, ...]")
+    if type(inner) in _PER_VECTOR:
+        return [(emitter_for(inner)(g, inner, Call({next(iter(params)): x}, x, None))[0][0], x.lens)]
     flat_shape = g.op("Concat", [g.const([-1], f"{hint}_flat", np.int64), g.shape_slice(x.name, 2, None, hint)], hint,
                       axis=0)
     flat = Value(g.op("Reshape", [x.name, flat_shape], hint), None, (None, *x.shape[2:]), x.dtype)

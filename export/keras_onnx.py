@@ -175,6 +175,27 @@ def _output_names(model) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
+def _reads(node) -> set[str]:
+    """The names ``node`` reads: its inputs and, for a Scan / Loop / If, every name its subgraphs read."""
+    names = set(node.input)
+    for attr in node.attribute:
+        for graph in [attr.g] if attr.HasField("g") else attr.graphs:
+            for inner in graph.node:
+                names |= _reads(inner)
+    return names
+
+
+def _pruned(g: Graph, outputs: list[str]) -> tuple[list, list]:
+    """``g``'s nodes that the graph outputs depend on and the initializers they read (emitters build some values,
+    say every final state of a recurrent op, that no layer downstream reads; onnxruntime would still compute them)."""
+    needed, kept = set(outputs), []
+    for node in reversed(g.nodes):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed |= _reads(node)
+    return kept[::-1], [t for t in g.initializers if t.name in needed]
+
+
 def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """Converts a Keras 3 functional ``model`` to ONNX (``opset`` >= 14) with native recurrent ops.
 
@@ -222,7 +243,8 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         elem = helper.np_dtype_to_tensor_dtype(numpy_dtype(tensor.dtype))
         graph_outputs.append(helper.make_tensor_value_info(name, elem, _dims(tensor.shape, "" if several else None)))
 
-    graph = helper.make_graph(g.nodes, model.name, graph_inputs, graph_outputs, g.initializers)
+    nodes, initializers = _pruned(g, output_names)
+    graph = helper.make_graph(nodes, model.name, graph_inputs, graph_outputs, initializers)
     imports = [helper.make_opsetid("", opset)]
     if any(node.domain == ML_DOMAIN for node in g.nodes):  # LabelEncoder (models.ngrams)
         imports.append(helper.make_opsetid(ML_DOMAIN, ML_OPSET))

@@ -154,6 +154,7 @@ class Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.lens_of_ids: dict[str, str] = {}  # ids tensor → its mask lengths, shared by every Embedding reading it
+        self.masks: dict[tuple, str] = {}  # (lengths, unsqueezed axes) → its bool step mask: built once per graph
         self._used: set[str] = set()
 
     def reserve(self, names: list[str]) -> None:
@@ -201,13 +202,28 @@ class Graph:
         """``x`` indexed at ``index`` along ``axis`` (the axis is dropped)."""
         return self.op("Gather", [x, self.const(index, f"{hint}_index", np.int64)], hint, axis=axis)
 
-    def time_mask(self, x: str, lens: str, hint: str) -> str:
-        """bool [batch, time] (right-padded): step t of row b is real when t < lens[b]."""
-        time = self.gather(self.op("Shape", [x], hint), 1, 0, f"{hint}_time")
-        steps = self.op("Range", [self.const(0, f"{hint}_zero", np.int64), time, self.const(1, f"{hint}_one", np.int64)],
-                        hint)
-        lens64 = self.op("Cast", [lens], hint, to=TensorProto.INT64)
-        return self.op("Less", [self.unsqueeze(steps, [0], hint), self.unsqueeze(lens64, [1], hint)], hint)
+    def time_mask(self, x: str, lens: str, hint: str, axes: tuple = ()) -> str:
+        """bool [batch, time] (right-padded): step t of row b is real when t < lens[b]; unsqueezed at ``axes``.
+
+        Built once per lengths (and axes) and shared by every layer reading them; an emitter that computes the
+        lengths from a bool mask registers that mask with :meth:`set_time_mask` instead (no Range / Less chain)."""
+        key = (lens, tuple(axes))
+        if key not in self.masks:
+            if axes:
+                mask = self.unsqueeze(self.time_mask(x, lens, hint), list(axes), hint)
+            else:
+                time = self.gather(self.op("Shape", [x], hint), 1, 0, f"{hint}_time")
+                steps = self.op("Range", [self.const(0, f"{hint}_zero", np.int64), time,
+                                          self.const(1, f"{hint}_one", np.int64)], hint)
+                lens64 = self.op("Cast", [lens], hint, to=TensorProto.INT64)
+                mask = self.op("Less", [self.unsqueeze(steps, [0], hint), self.unsqueeze(lens64, [1], hint)], hint)
+            self.masks[key] = mask
+        return self.masks[key]
+
+    def set_time_mask(self, lens: str, mask: str, axes: tuple = ()) -> None:
+        """Registers ``mask`` (bool [batch, time] unsqueezed at ``axes``) as the step mask of ``lens``: right-padded,
+        mask[b, t] = t < lens[b]."""
+        self.masks[(lens, tuple(axes))] = mask
 
     def shape_slice(self, x: str, start: int, end: int | None, hint: str) -> str:
         """int64 dims ``start:end`` of ``x``'s shape (``end`` None: to the last)."""
@@ -217,8 +233,7 @@ class Graph:
 
     def where_steps(self, x: str, lens: str, other: str, hint: str) -> str:
         """``x`` [batch, time, ...] at each row's first ``lens`` steps, ``other`` (broadcast) at the others."""
-        valid = self.time_mask(x, lens, hint)
-        return self.op("Where", [self.unsqueeze(valid, [2], hint), x, other], hint)
+        return self.op("Where", [self.time_mask(x, lens, hint, axes=(2,)), x, other], hint)
 
     def activation(self, owner, fn, x: str, hint: str) -> str:
         """Keras activation ``fn`` (a function or its name) on ``x``, as Keras computes it.

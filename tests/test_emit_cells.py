@@ -12,7 +12,7 @@ import pytest
 
 from export.keras_onnx import UnsupportedLayer, convert
 from models.cells import ClockworkRNNCell, SCRNCell
-from models.ntm import NTMCell
+from models.ntm import NTMCell, ntm_model
 
 TOL = 1e-5
 VOCAB, FEATURES = 20, 4
@@ -89,6 +89,25 @@ def test_ntm_parity_with_keras(shape, masked):
     proto = convert(model)
     assert sum(node.op_type == "Scan" for node in proto.graph.node) == 1
     assert _worst(model, proto, masked) <= TOL
+
+
+def test_ntm_model_converts_natively_with_its_read_out_slices():
+    """ntm_model reads the cell's output in slices (y[..., :split], Keras' GetItem op): no tf2onnx fallback."""
+    model = ntm_model(FEATURES, 3, controller_units=6, memory_size=5, memory_width=3)
+    rng = np.random.default_rng(0)
+    for w in model.weights:
+        w.assign(rng.normal(scale=0.6, size=w.shape).astype("float32"))
+    proto = convert(model)
+    ops = collections.Counter(node.op_type for node in proto.graph.node)
+    assert ops["Scan"] == 1 and ops["Slice"] == 3 and not ops["Loop"]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert sorted(names) == ["logits", "read_weights", "write_weights"]
+    for x in _batches(False, np.random.default_rng(1)):
+        want = model(x, training=False)
+        for name, got in zip(names, session.run(None, {"x": x})):
+            assert got.shape == tuple(want[name].shape)
+            assert np.abs(np.asarray(want[name]) - got).max() <= TOL
 
 
 def test_scan_body_is_minimal():

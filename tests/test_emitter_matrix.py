@@ -142,6 +142,8 @@ CASES = {
     "noise_identity": (lambda x: {"y": L.GRU(UNITS, return_sequences=True)(
         L.GaussianDropout(0.3)(L.GaussianNoise(0.5)(L.SpatialDropout1D(0.5)(x))))}, 1),
     "reshape_permute_flatten": (_shapes, 1),
+    "get_item": (lambda x: {"last": x[..., -2:], "first_step": x[:, 0], "reversed": x[:, ::-1, 1],
+                            "strided": L.LSTM(UNITS, return_sequences=True)(x)[:, 1::2, ::3]}, 2),
     "merges": (_merges, 1),
     "rnn_over_cells": (_rnn_cells, 1),
     "stacked_rnn_cells": (_stacked, 1),

@@ -1,6 +1,8 @@
 """Native ONNX emitter for the End-To-End Memory Network layer (``models.memory.MemN2N``), registered with
 ``export.registry.emits``: Gather + Einsum + Softmax, the same maths as the Keras layer (position-encoded bags,
-temporal encoding, masked attention per hop). The recurrent reader has no emitter and goes through tf2onnx."""
+temporal encoding, masked attention per hop); and for the recurrent reader (``models.memory.RecurrentReader``):
+ONNX ``GRU`` ops for its sentence encoder (the padded words, at the end of each sentence, become ``sequence_lens``)
+and for each hop's controller step."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 from onnx import TensorProto
 
 from export.registry import UnsupportedLayer, emits
-from models.memory import MemN2N
+from models.memory import MemN2N, RecurrentReader
 
 
 def _weights(g, layer, arrays: dict, hint: str) -> dict:
@@ -108,3 +110,66 @@ def _memn2n(g, layer, call):
     probs = g.op("Softmax", [logits], hint, axis=-1)
     attention = weights[0] if len(weights) == 1 else g.op("Concat", weights, hint, axis=1)
     return [(probs, None), (attention, None)]
+
+
+def _gru(g, w: dict, prefix: str, x_tm: str, lens: str | None, initial: str | None, hint: str) -> str:
+    """An ONNX GRU over time-major ``x_tm`` with the reader's weights ``prefix``_kernel / _recurrent / _bias
+    (models.memory._gru_step: Keras' reset_after layout, gates z, r, h as ONNX's): its final state [1, batch, units]."""
+    kernel, recurrent, bias = (np.asarray(w[f"{prefix}_{k}"], np.float32) for k in ("kernel", "recurrent", "bias"))
+    _, h_final = g.op("GRU", [x_tm, g.const(kernel.T[None], f"{hint}_W"), g.const(recurrent.T[None], f"{hint}_R"),
+                              g.const(bias.reshape(1, -1), f"{hint}_B"), lens or "", initial or ""], hint, n_out=2,
+                      hidden_size=recurrent.shape[0], linear_before_reset=1)
+    return h_final
+
+
+def _encode(g, w: dict, table: str, ids: str, hint: str) -> str:
+    """ids [rows, words] → the encoder GRU's last states [1, rows, units]; the padded words (0, at the end of each
+    sentence) leave the state as it was: they are past each row's ``sequence_lens``."""
+    lens = g.reduce("ReduceSum", g.op("Cast", [g.op("Cast", [ids], hint, to=TensorProto.BOOL)], hint,
+                                      to=TensorProto.INT32), [1], hint)
+    x_tm = g.op("Transpose", [g.op("Gather", [table, ids], hint)], hint, perm=[1, 0, 2])
+    return _gru(g, w, "encoder", x_tm, lens, None, hint)
+
+
+@emits(RecurrentReader)
+def _recurrent_reader(g, layer, call):
+    """RecurrentReader: [story, question] → (answer probabilities, attention [batch, hops, slots]), its formulas step
+    by step: a GRU over each sentence's words, then per hop score_i = v · tanh(W [m_i * u; |m_i - u|] + b) softmaxed
+    over the real sentences, o = Σ p_i m_i, u ← GRU step(o, u); softmax(V [u; q] + c)."""
+    if layer.members != 1:
+        raise UnsupportedLayer(layer, f"{layer.members} members side by side (export one, see extract_member)")
+    (story, question), hint = call.first, layer.name
+    w, units = layer.member_weights(0), layer.units
+    table = g.const(w["embedding"], f"{hint}_embedding")
+    flat = g.op("Reshape", [story.name, g.const([-1, layer.sentence_len], f"{hint}_flat", np.int64)], hint)
+    shape = g.op("Concat", [g.shape_slice(story.name, 0, 2, hint), g.const([units], f"{hint}_units", np.int64)], hint,
+                 axis=0)
+    slots = g.shape_slice(story.name, 1, 2, hint)
+    temporal = g.op("Slice", [g.const(w["temporal"], f"{hint}_temporal"), g.const([0], f"{hint}_t0", np.int64), slots,
+                              g.const([0], f"{hint}_tax", np.int64)], hint)
+    memory = g.op("Add", [g.op("Reshape", [_encode(g, w, table, flat, f"{hint}_story"), shape], hint), temporal],
+                  hint)  # [batch, slots, units]
+    q = _encode(g, w, table, question.name, f"{hint}_question")  # [1, batch, units]
+    words = g.op("Cast", [g.op("Cast", [story.name], hint, to=TensorProto.BOOL)], hint, to=TensorProto.FLOAT)
+    valid = g.op("Cast", [g.reduce("ReduceMax", words, [-1], hint)], hint, to=TensorProto.BOOL)  # any word != 0
+    attention_kernel, score = g.const(w["attention_kernel"], f"{hint}_att_kernel"), g.const(
+        w["attention_score"][:, None], f"{hint}_att_score")
+    attention_bias, floor = g.const(w["attention_bias"], f"{hint}_att_bias"), g.const(np.float32(-1e9), f"{hint}_floor")
+    u, weights = q, []
+    for _ in range(layer.hops):
+        uu = g.op("Transpose", [u], hint, perm=[1, 0, 2])  # [batch, 1, units]
+        features = g.op("Concat", [g.op("Mul", [memory, uu], hint), g.op("Abs", [g.op("Sub", [memory, uu], hint)],
+                                                                         hint)], hint, axis=-1)
+        hidden = g.op("Tanh", [g.op("Add", [g.op("MatMul", [features, attention_kernel], hint), attention_bias], hint)],
+                      hint)
+        scores = g.squeeze(g.op("MatMul", [hidden, score], hint), [2], hint)
+        p = g.op("Softmax", [g.op("Where", [valid, scores, floor], hint)], hint, axis=-1)
+        p = g.op("Mul", [p, g.op("Cast", [valid], hint, to=TensorProto.FLOAT)], hint)
+        weights.append(g.unsqueeze(p, [1], hint))
+        read = g.op("MatMul", [g.unsqueeze(p, [1], hint), memory], hint)  # [batch, 1, units]
+        u = _gru(g, w, "controller", g.op("Transpose", [read], hint, perm=[1, 0, 2]), None, u, f"{hint}_controller")
+    logits = g.op("Add", [g.op("MatMul", [g.squeeze(g.op("Concat", [u, q], hint, axis=-1), [0], hint),
+                                          g.const(w["output_kernel"], f"{hint}_out_kernel")], hint),
+                          g.const(w["output_bias"], f"{hint}_out_bias")], hint)
+    attention = weights[0] if len(weights) == 1 else g.op("Concat", weights, hint, axis=1)
+    return [(g.op("Softmax", [logits], hint, axis=-1), None), (attention, None)]

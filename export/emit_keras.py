@@ -354,7 +354,7 @@ def _one_direction_sequence(g: Graph, rnn, Y: str, Y_h: str, lens, hint: str) ->
                            g.const([0], f"{hint}_axis", np.int64), g.const([-1], f"{hint}_step", np.int64)],
                  f"{hint}_reversed")
     y = g.op("Transpose", [y], hint, perm=[1, 0, 2])
-    if lens is None or rnn.go_backwards or rnn.zero_output_for_mask:
+    if lens is None or rnn.go_backwards or rnn.zero_output_for_mask or g.padding_unread:
         return y
     # Without zero_output_for_mask Keras repeats the last real output over the padded steps (ONNX writes zeros):
     # layers that read every step (Conv1D, GlobalMaxPooling1D, Flatten...) see the same values as in Keras.

@@ -104,6 +104,51 @@ def _needed_nodes(model) -> set[int]:
     return needed
 
 
+L = keras.layers
+# With a right-padded mask on their input, these layers' values at the real steps never depend on the input's values
+# at the padded steps: the per-step ones carry them to their own padded steps only (attention pushes padded keys to a
+# weight of exactly 0 and gives padded queries outputs of their own), the masked readers drop them.
+_PER_STEP = (L.Dense, L.Activation, L.Dropout, L.SpatialDropout1D, L.Attention, L.AdditiveAttention,
+             L.MultiHeadAttention)
+_RECURRENT = (L.SimpleRNN, L.LSTM, L.GRU)
+
+
+def _drops_padding(layer) -> bool:
+    if isinstance(layer, L.Bidirectional):
+        layer = layer.forward_layer
+    return type(layer) in _RECURRENT or (type(layer) is L.GlobalAveragePooling1D and layer.data_format ==
+                                         "channels_last")
+
+
+def _per_step(layer) -> bool:
+    if type(layer) is L.LayerNormalization:
+        return list(layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]) in ([-1], [2])
+    if type(layer) is L.TimeDistributed:
+        return type(layer.layer) in (L.Dense, L.Activation)
+    return type(layer) in _PER_STEP
+
+
+def _padding_read(model, needed: set[int]):
+    """A function telling whether a model output depends on a Keras tensor's values at its padded steps (then a
+    layer must give them as Keras does; else it may leave what is cheapest there)."""
+    readers: dict[int, list] = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if id(node) in needed and not node.is_input:
+                for tensor in _data_inputs(node):
+                    readers.setdefault(id(tensor), []).append(node)
+    outputs, memo = {id(t) for t in model.outputs}, {}
+
+    def read(tensor) -> bool:
+        if id(tensor) not in memo:
+            memo[id(tensor)] = id(tensor) in outputs or any(
+                not _drops_padding(n.operation) and (not _per_step(n.operation) or any(map(read, n.outputs)))
+                for n in readers.get(id(tensor), []))
+        return memo[id(tensor)]
+
+    return read
+
+
 def _embedding_ids(tensor):
     """The ids tensor of the Embedding that ``tensor`` descends from (through first data inputs), or None."""
     for _ in range(1000):
@@ -220,6 +265,7 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
         g.reserve([tensor.name])
 
     needed = _needed_nodes(model)
+    padding_read = _padding_read(model, needed)
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
             if node.is_input or id(node) not in needed:
@@ -228,6 +274,7 @@ def convert(model: keras.Model, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
             emitter = emitter_for(layer)
             if keras.backend.standardize_dtype(getattr(layer, "compute_dtype", "float32")) != "float32":
                 raise UnsupportedLayer(layer, f"compute dtype {layer.compute_dtype} (only float32 is emitted)")
+            g.padding_unread = not padding_read(node.outputs[0])
             produced = emitter(g, layer, _bind(layer, node, values))
             if len(produced) != len(node.outputs):  # a guard on the emitters themselves
                 raise UnsupportedLayer(layer, f"emitted {len(produced)} outputs for {len(node.outputs)} Keras outputs")

@@ -155,6 +155,9 @@ class Graph:
         self.initializers: list[onnx.TensorProto] = []
         self.lens_of_ids: dict[str, str] = {}  # ids tensor → its mask lengths, shared by every Embedding reading it
         self.masks: dict[tuple, str] = {}  # (lengths, unsqueezed axes) → its bool step mask: built once per graph
+        # Set by the converter before each layer: no model output depends on the layer's first output at its padded
+        # steps, so the emitter may leave anything there (an ONNX recurrent op's zeros, say).
+        self.padding_unread = False
         self._used: set[str] = set()
 
     def reserve(self, names: list[str]) -> None:

@@ -234,6 +234,26 @@ def test_pooling_dense_and_merges(mode, masked):
     assert _max_diff(model, proto, batches, per_step={"steps"}) <= TOL
 
 
+def test_padded_steps_are_filled_as_keras_does_only_where_an_output_reads_them():
+    """A lone masked LSTM repeats its last output over the padded steps (a Where) only when some output depends on
+    those steps: not through per-step layers into a masked mean or attention, yes into a max or a per-step output."""
+    def build(read: bool):
+        inp, x = _sequence_input(True)
+        h = L.LSTM(UNITS, return_sequences=True)(x)
+        attended = L.Attention()([h, L.LayerNormalization()(L.Dense(UNITS)(h))])
+        outputs = {"mean": L.GlobalAveragePooling1D()(attended)}
+        if read:
+            outputs.update(max=L.GlobalMaxPooling1D()(h), steps=L.Dense(3)(L.Dropout(0.1)(h)))
+        return _randomize(keras.Model(inp, outputs), seed=18)
+
+    for read in (False, True):
+        model = build(read)
+        proto = convert(model)
+        recurrent_fill = [n for n in proto.graph.node if n.op_type == "Where" and n.name.startswith("lstm")]
+        assert len(recurrent_fill) == int(read)
+        assert _max_diff(model, proto, _id_batches(np.random.default_rng(19)), per_step=set()) <= TOL
+
+
 @pytest.mark.parametrize("layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])

@@ -25,9 +25,9 @@ L = keras.layers
 _NEG = np.float32(-1e9)
 
 
-def _steps_mask(g: Graph, x, axis: int, hint: str) -> str | None:
-    """bool [batch, steps] of a Value's lengths unsqueezed at ``axis``, or None when it has none."""
-    return None if x.lens is None else g.time_mask(x.name, x.lens, hint, axes=(axis,))
+def _steps_mask(g: Graph, x, axes: tuple, hint: str) -> str | None:
+    """bool [batch, steps] of a Value's lengths unsqueezed at ``axes``, or None when it has none."""
+    return None if x.lens is None else g.time_mask(x.name, x.lens, hint, axes=axes)
 
 
 def _causal(g: Graph, q: str, v: str, hint: str) -> str:
@@ -61,9 +61,11 @@ def _additive_scores(g: Graph, q: str, k: str, scale: str | None, hint: str) -> 
 def _scores(g: Graph, layer, q: str, k: str, hint: str) -> str:
     if isinstance(layer, L.AdditiveAttention):
         tanh = g.op("Tanh", [_additive_scores(g, q, k, None, hint)], hint)
-        if layer.use_scale:
-            tanh = g.op("Mul", [_weight(g, layer, "scale", hint), tanh], hint)
-        return g.reduce("ReduceSum", tanh, [3], hint)
+        if not layer.use_scale:
+            return g.reduce("ReduceSum", tanh, [3], hint)
+        # sum(scale * tanh, -1) as one MatMul with the scale column: no [batch, Tq, Tv, dim] product in between
+        scale = g.const(np.asarray(layer.scale, np.float32)[:, None], f"{hint}_scale")
+        return g.squeeze(g.op("MatMul", [tanh, scale], hint), [3], hint)
     scale = _weight(g, layer, "scale", hint) if layer.use_scale else None
     if layer.score_mode == "dot":
         scores = g.op("MatMul", [q, g.op("Transpose", [k], hint, perm=[0, 2, 1])], hint)
@@ -83,7 +85,7 @@ def _attention(g: Graph, layer, call: Call):
     k = inputs[2] if len(inputs) > 2 else v
     scores = _scores(g, layer, q.name, k.name, hint)
     causal = _causal(g, q.name, v.name, hint) if call.args.get("use_causal_mask") else None
-    keep = _and(g, [causal, _steps_mask(g, v, 1, hint)], hint)
+    keep = _and(g, [causal, _steps_mask(g, v, (1,), hint)], hint)
     if keep is not None:
         scores = g.op("Where", [keep, scores, g.op("Add", [scores, g.const(_NEG, f"{hint}_neg")], hint)], hint)
     weights = g.op("Softmax", [scores], hint, axis=-1)
@@ -158,11 +160,11 @@ def _multi_head_attention(g: Graph, layer, call: Call):
         scores = g.op("MatMul", [g.op("Mul", [heads_q, scale], hint), keys], hint)
     else:
         scores = g.op("Mul", [g.op("MatMul", [heads_q, keys], hint), scale], hint)  # [b, heads, Tq, Tv]
-    key_mask = _steps_mask(g, k, 1, hint) if call.args.get("key") is not None else None
-    causal = _causal(g, q.name, v.name, hint) if call.args.get("use_causal_mask") else None
-    keep = _and(g, [_steps_mask(g, q, 2, hint), _steps_mask(g, v, 1, hint), key_mask, causal], hint)
+    key_mask = _steps_mask(g, k, (1, 2), hint) if call.args.get("key") is not None else None
+    causal = g.unsqueeze(_causal(g, q.name, v.name, hint), [1], hint) if call.args.get("use_causal_mask") else None
+    # [b or 1, 1, Tq, Tv]
+    keep = _and(g, [_steps_mask(g, q, (1, 3), hint), _steps_mask(g, v, (1, 2), hint), key_mask, causal], hint)
     if keep is not None:
-        keep = g.unsqueeze(keep, [1], hint)  # [b or 1, 1, Tq, Tv]
         floor = np.float32(-1e9) if softmax_path else np.float32(3.38953e38 * -0.7)
         scores = g.op("Where", [keep, scores, g.const(floor, f"{hint}_floor")], hint)
     weights = g.op("Softmax", [scores], hint, axis=-1)

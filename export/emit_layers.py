@@ -191,10 +191,10 @@ def _broadcast(param, axes: list[int], shape: tuple) -> np.ndarray:
     return np.asarray(param, np.float32).reshape([shape[i] if i in axes else 1 for i in range(len(shape))])
 
 
-def _rsqrt(g: Graph, v: str, epsilon: float, hint: str) -> str:
-    """1 / sqrt(v + epsilon)."""
-    return g.op("Reciprocal", [g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(epsilon), f"{hint}_eps")], hint)],
-                                    hint)], hint)
+def _rsqrt(g: Graph, v: str, epsilon: float, hint: str, scale: str | None = None) -> str:
+    """1 / sqrt(v + epsilon), or with ``scale``: scale / sqrt(v + epsilon) (one Div for Reciprocal + Mul)."""
+    root = g.op("Sqrt", [g.op("Add", [v, g.const(np.float32(epsilon), f"{hint}_eps")], hint)], hint)
+    return g.op("Reciprocal", [root], hint) if scale is None else g.op("Div", [scale, root], hint)
 
 
 @emits(L.LayerNormalization)
@@ -209,9 +209,8 @@ def _layer_normalization(g: Graph, layer, call: Call):
     mean = g.reduce("ReduceMean", x.name, axes, hint, keepdims=1)
     centered = g.op("Sub", [x.name, mean], hint)
     variance = g.reduce("ReduceMean", g.op("Mul", [centered, centered], hint), axes, hint, keepdims=1)
-    inv = _rsqrt(g, variance, layer.epsilon, hint)
-    if layer.scale:
-        inv = g.op("Mul", [inv, g.const(_broadcast(layer.gamma, axes, x.shape), f"{hint}_gamma")], hint)
+    gamma = g.const(_broadcast(layer.gamma, axes, x.shape), f"{hint}_gamma") if layer.scale else None
+    inv = _rsqrt(g, variance, layer.epsilon, hint, gamma)
     if layer.rms_scaling:
         return [(g.op("Mul", [x.name, inv], hint), x.lens)]
     mean_inv = g.op("Mul", [mean, inv], hint)
